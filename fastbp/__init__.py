@@ -1,0 +1,7 @@
+"""fastbp: dense neural networks trained by backpropagation with compiled, fused Numba kernels."""
+
+from fastbp.network import DivergenceError, Network, Workspace
+from fastbp.optimizers import SGD, Adam
+
+__version__ = "0.1.0"
+__all__ = ["Adam", "DivergenceError", "Network", "SGD", "Workspace", "__version__"]

@@ -1,0 +1,399 @@
+"""``fastbp.Network``: a dense network whose parameters live in one flat buffer.
+
+The thin Python model over the compiled kernels: it validates shapes and dtypes, owns the parameters and
+hands them to one compiled call per epoch (``train_epoch``), per batch of predictions (``forward``) or per
+full-batch gradient (``loss_and_gradients``). The scikit-learn estimators wrap it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from fastbp.kernels import epoch as _epoch
+from fastbp.kernels.activations import ACTIVATION_CODES
+from fastbp.kernels.dense import network_forward
+from fastbp.kernels.losses import OUTPUT_CODES
+from fastbp.kernels.optimizers import ADAM, SGD as _SGD_CODE
+from fastbp.optimizers import SGD, Adam
+
+PREDICT_CHUNK_ROWS = 4096  # rows per compiled forward call: bounds prediction scratch to a few MB
+
+
+class DivergenceError(ValueError):
+    """Training produced a non-finite loss or non-finite parameters (the parameters were rolled back)."""
+
+
+@dataclass
+class Workspace:
+    """Scratch buffers for training, allocated once and reused by every epoch (one per fit)."""
+
+    batch_size: int
+    X_batch: np.ndarray
+    Y_batch: np.ndarray
+    weight_batch: np.ndarray
+    acts: np.ndarray
+    delta_a: np.ndarray
+    delta_b: np.ndarray
+    grads: np.ndarray
+
+
+class Network:
+    """A fully-connected network trained by backpropagation with compiled, fused kernels.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        Units per layer, input first and output last, e.g. ``(784, 256, 128, 10)``. At least two.
+    hidden_activation : str or sequence of str, default="relu"
+        ``"identity"``, ``"logistic"``, ``"tanh"`` or ``"relu"``; one name for every hidden layer or one per
+        hidden layer.
+    output : str, default="softmax"
+        The output activation, which fixes the loss: ``"softmax"`` (cross-entropy), ``"logistic"`` (binary
+        cross-entropy, for binary and multilabel targets), ``"identity"`` (squared error), ``"exp"``
+        (Poisson deviance).
+    dtype : {numpy.float32, numpy.float64}, default=numpy.float64
+        Dtype of parameters, activations and inputs: float32 in means float32 throughout.
+
+    Attributes
+    ----------
+    params : ndarray of shape (n_params,)
+        Every layer's weights (row-major, shape (fan_in, fan_out)) in order, then every layer's biases.
+        ``coefs`` and ``intercepts`` are views into it.
+    layers : ndarray of shape (n_layers - 1, 4), int64
+        Per layer: offset of W in ``params``, fan_in, fan_out, offset of b.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbp
+    >>> net = fastbp.Network((4, 8, 3), "tanh", "softmax").initialize(random_state=0)
+    >>> X = np.random.default_rng(0).normal(size=(10, 4))
+    >>> Y = np.eye(3)[np.arange(10) % 3]
+    >>> loss = net.train_epoch(X, Y, batch_size=4, optimizer=fastbp.Adam(), rng=np.random.default_rng(0))
+    >>> net.forward(X).shape
+    (10, 3)
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        hidden_activation: str | Sequence[str] = "relu",
+        output: str = "softmax",
+        dtype: type | np.dtype = np.float64,
+    ) -> None:
+        sizes = tuple(int(s) for s in layer_sizes)
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"layer_sizes needs at least two positive sizes (input, output), got {layer_sizes!r}")
+        n_hidden = len(sizes) - 2
+        if isinstance(hidden_activation, str):
+            hidden = (hidden_activation,) * n_hidden
+        else:
+            hidden = tuple(hidden_activation)
+            if len(hidden) != n_hidden:
+                raise ValueError(f"{n_hidden} hidden layers need {n_hidden} activations, got {len(hidden)}")
+        for name in hidden:
+            if name not in ACTIVATION_CODES:
+                raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATION_CODES)}")
+        if output not in OUTPUT_CODES:
+            raise ValueError(f"unknown output {output!r}; expected one of {sorted(OUTPUT_CODES)}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        self.layer_sizes = sizes
+        self.hidden_activations = hidden
+        self.output = output
+        self.dtype = dtype
+        fan = list(zip(sizes[:-1], sizes[1:]))
+        self.n_weights = sum(i * o for i, o in fan)
+        w_offsets = np.cumsum([0] + [i * o for i, o in fan])[:-1]
+        b_offsets = self.n_weights + np.cumsum([0] + [o for _, o in fan])[:-1]
+        self.layers = np.array(
+            [(w, i, o, b) for w, (i, o), b in zip(w_offsets, fan, b_offsets)], dtype=np.int64
+        ).reshape(-1, 4)
+        self.params = np.zeros(self.n_weights + sum(o for _, o in fan), dtype=dtype)
+        self._hidden_codes = np.array([ACTIVATION_CODES[a] for a in hidden], dtype=np.int64)
+        self._output_code = OUTPUT_CODES[output]
+
+    # -- parameters -----------------------------------------------------------------------------------------
+    @property
+    def coefs(self) -> list[np.ndarray]:
+        """Views of each layer's weights, shape (fan_in, fan_out): writing to them writes ``params``."""
+        return [self.params[w : w + i * o].reshape(i, o) for w, i, o, _ in self.layers]
+
+    @property
+    def intercepts(self) -> list[np.ndarray]:
+        """Views of each layer's biases, shape (fan_out,)."""
+        return [self.params[b : b + o] for _, _, o, b in self.layers]
+
+    def initialize(self, random_state: int | np.random.RandomState | None = None) -> Network:
+        """Glorot-uniform weights and biases, drawn exactly as scikit-learn's MLP draws them.
+
+        Layer by layer, weights then biases, from ``uniform(-r, r)`` with ``r = sqrt(6 / (fan_in + fan_out))``
+        (``sqrt(2 / ...)`` after a logistic layer, as scikit-learn); a seed gives scikit-learn's weights.
+
+        Parameters
+        ----------
+        random_state : int, RandomState or None
+            Seed or generator (``sklearn.utils.check_random_state`` semantics).
+
+        Returns
+        -------
+        self : Network
+        """
+        from sklearn.utils import check_random_state
+
+        rs = check_random_state(random_state)
+        coefs, intercepts = self.coefs, self.intercepts
+        for l, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
+            activation = self.hidden_activations[min(l, len(self.hidden_activations) - 1)] if self.hidden_activations else ""
+            bound = np.sqrt((2.0 if activation == "logistic" else 6.0) / (fan_in + fan_out))
+            coefs[l][...] = rs.uniform(-bound, bound, (fan_in, fan_out))
+            intercepts[l][...] = rs.uniform(-bound, bound, fan_out)
+        return self
+
+    def set_parameters(self, coefs: Sequence[np.ndarray], intercepts: Sequence[np.ndarray]) -> Network:
+        """Copy per-layer weights (fan_in, fan_out) and biases (fan_out,) into ``params``, checking shapes."""
+        if len(coefs) != len(self.layers) or len(intercepts) != len(self.layers):
+            raise ValueError(f"expected {len(self.layers)} coefficient and intercept arrays")
+        for target, source in zip(self.coefs + self.intercepts, list(coefs) + list(intercepts)):
+            source = np.asarray(source)
+            if source.shape != target.shape:
+                raise ValueError(f"parameter of shape {source.shape} does not fit a layer of shape {target.shape}")
+            target[...] = source
+        return self
+
+    # -- validation -----------------------------------------------------------------------------------------
+    def _check_X(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(f"X must have shape (n_samples, {self.layer_sizes[0]}), got {X.shape}")
+        if X.dtype != self.dtype:
+            raise TypeError(f"X has dtype {X.dtype} but the network is {self.dtype}: convert one of them")
+        return np.ascontiguousarray(X)
+
+    def _check_targets(self, X, Y, sample_weight):
+        X = self._check_X(X)
+        Y = np.asarray(Y)
+        if Y.ndim == 1:
+            Y = Y.reshape(-1, 1)
+        if Y.shape != (X.shape[0], self.layer_sizes[-1]):
+            raise ValueError(f"Y must have shape ({X.shape[0]}, {self.layer_sizes[-1]}), got {Y.shape}")
+        Y = np.ascontiguousarray(Y, dtype=self.dtype)
+        if sample_weight is None:
+            sample_weight = np.empty(0, dtype=self.dtype)
+        else:
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=self.dtype)
+            if sample_weight.shape != (X.shape[0],):
+                raise ValueError(f"sample_weight must have shape ({X.shape[0]},), got {sample_weight.shape}")
+        return X, Y, sample_weight
+
+    # -- compiled calls -------------------------------------------------------------------------------------
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """Network outputs (after the output activation) for every row of X.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, layer_sizes[0]) and the network's dtype
+
+        Returns
+        -------
+        ndarray of shape (n_samples, layer_sizes[-1])
+        """
+        X = self._check_X(X)
+        n = X.shape[0]
+        out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
+        capacity = min(n, PREDICT_CHUNK_ROWS)
+        acts = np.empty(capacity * sum(self.layer_sizes[1:]), dtype=self.dtype)
+        for start in range(0, n, capacity):
+            stop = min(n, start + capacity)
+            out[start:stop] = network_forward(
+                X[start:stop], self.params, self.layers, self._hidden_codes, self._output_code, acts, capacity
+            )
+        return out
+
+    def loss_and_gradients(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        alpha: float = 0.0,
+    ) -> tuple[float, np.ndarray]:
+        """Full-batch loss (with L2 penalty ``alpha ||W||^2 / (2 sum(w))``) and its gradient.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_inputs)
+        Y : ndarray of shape (n_samples, n_outputs)
+            Targets: one-hot rows (softmax), 0/1 indicators (logistic), values (identity, exp).
+        sample_weight : ndarray of shape (n_samples,), optional
+        alpha : float
+            L2 strength on weights (not biases).
+
+        Returns
+        -------
+        loss : float
+        gradient : ndarray of shape (n_params,)
+            Same layout as ``params``.
+        """
+        X, Y, sample_weight = self._check_targets(X, Y, sample_weight)
+        n = X.shape[0]
+        width = max(self.layer_sizes[1:])
+        grads = np.empty_like(self.params)
+        loss = _epoch.loss_and_gradient(
+            X,
+            Y,
+            sample_weight,
+            self.params,
+            grads,
+            self.layers,
+            self._hidden_codes,
+            self._output_code,
+            self.n_weights,
+            self.dtype.type(alpha),
+            np.empty(n * sum(self.layer_sizes[1:]), dtype=self.dtype),
+            np.empty(n * width, dtype=self.dtype),
+            np.empty(n * width, dtype=self.dtype),
+        )
+        return float(loss), grads
+
+    def workspace(self, batch_size: int) -> Workspace:
+        """Scratch buffers for ``train_epoch`` at this batch size (allocate once per fit, pass every epoch)."""
+        dt, width = self.dtype, max(self.layer_sizes[1:])
+        return Workspace(
+            batch_size=batch_size,
+            X_batch=np.empty((batch_size, self.layer_sizes[0]), dtype=dt),
+            Y_batch=np.empty((batch_size, self.layer_sizes[-1]), dtype=dt),
+            weight_batch=np.empty(batch_size, dtype=dt),
+            acts=np.empty(batch_size * sum(self.layer_sizes[1:]), dtype=dt),
+            delta_a=np.empty(batch_size * width, dtype=dt),
+            delta_b=np.empty(batch_size * width, dtype=dt),
+            grads=np.empty_like(self.params),
+        )
+
+    def train_epoch(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        batch_size: int,
+        optimizer: SGD | Adam,
+        shuffle: bool = True,
+        rng: np.random.Generator | np.random.RandomState | int | None = None,
+        *,
+        order: np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
+        alpha: float = 0.0,
+        workspace: Workspace | None = None,
+    ) -> float:
+        """One epoch of mini-batch training in one compiled call.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_inputs)
+        Y : ndarray of shape (n_samples, n_outputs)
+        batch_size : int
+            Rows per step; the last batch holds the remainder.
+        optimizer : SGD or Adam
+            Its state is created on first use and updated in place.
+        shuffle : bool
+            Visit the rows in the order of ``rng.permutation(n_samples)``; otherwise in order, read in place.
+        rng : numpy Generator, RandomState, int or None
+            Source of the permutation when ``shuffle``.
+        order : ndarray of int, optional
+            An explicit visiting order (a permutation of the rows); overrides ``shuffle`` and ``rng``.
+        sample_weight : ndarray of shape (n_samples,), optional
+        alpha : float
+            L2 strength on weights.
+        workspace : Workspace, optional
+            From :meth:`workspace`; allocated here if not given.
+
+        Returns
+        -------
+        float
+            The epoch's loss: the mean over batches of each batch's loss, weighted by batch rows (as
+            scikit-learn's ``loss_curve_``).
+
+        Raises
+        ------
+        DivergenceError
+            If a loss or parameter became inf or NaN; the parameters and optimizer state are restored to
+            their values before the epoch.
+        """
+        X, Y, sample_weight = self._check_targets(X, Y, sample_weight)
+        n = X.shape[0]
+        if n == 0:
+            raise ValueError("X has no rows")
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = min(batch_size, n)
+        if order is not None:
+            order = np.ascontiguousarray(order, dtype=np.int64)
+            if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+                raise ValueError("order must be a permutation of range(n_samples)")
+        elif shuffle:
+            order = _as_generator(rng).permutation(n).astype(np.int64)
+        else:
+            order = np.empty(0, dtype=np.int64)
+        if workspace is None or workspace.batch_size < batch_size or workspace.grads.dtype != self.dtype:
+            workspace = self.workspace(batch_size)
+        optimizer.initialize(self.params)
+        dt = self.dtype.type
+        if isinstance(optimizer, Adam):
+            code, state_a, state_b = ADAM, optimizer.m, optimizer.v
+            momentum, nesterov = 0.0, False
+        elif isinstance(optimizer, SGD):
+            code, state_a, state_b = _SGD_CODE, optimizer.velocity, optimizer.velocity
+            momentum, nesterov = optimizer.momentum, optimizer.nesterov
+        else:
+            raise TypeError(f"optimizer must be fastbp.SGD or fastbp.Adam, got {type(optimizer).__name__}")
+        backup = (self.params.copy(), state_a.copy(), state_b.copy())
+        beta_1, beta_2, epsilon = (
+            (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) if code == ADAM else (0.0, 0.0, 0.0)
+        )
+        total, done, t = _epoch.train_epoch(
+            X,
+            Y,
+            sample_weight,
+            order,
+            batch_size,
+            self.params,
+            workspace.grads,
+            self.layers,
+            self._hidden_codes,
+            self._output_code,
+            self.n_weights,
+            dt(alpha),
+            code,
+            dt(optimizer.learning_rate),
+            dt(momentum),
+            bool(nesterov),
+            dt(beta_1),
+            dt(beta_2),
+            dt(epsilon),
+            optimizer.t if code == ADAM else 0,
+            state_a,
+            state_b,
+            workspace.X_batch,
+            workspace.Y_batch,
+            workspace.weight_batch,
+            workspace.acts,
+            workspace.delta_a,
+            workspace.delta_b,
+        )
+        if done < n:
+            self.params[...], state_a[...], state_b[...] = backup
+            raise DivergenceError(
+                "the loss or the parameters became inf or NaN during this epoch; parameters were restored to "
+                "their values before it. Lower the learning rate or scale the inputs."
+            )
+        if code == ADAM:
+            optimizer.t = int(t)
+        return total / n
+
+
+def _as_generator(rng) -> np.random.Generator | np.random.RandomState:
+    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+        return rng
+    return np.random.default_rng(rng)
