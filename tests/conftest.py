@@ -1,0 +1,55 @@
+"""Shared helpers: random problems for every output/loss pairing and the reference twin of a Network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastbp import Network
+from fastbp.reference import ReferenceNetwork
+
+OUTPUTS = ["identity", "logistic", "softmax", "exp"]
+ACTIVATIONS = ["identity", "logistic", "tanh", "relu"]
+
+
+def make_targets(rng: np.random.Generator, output: str, n: int, k: int, dtype) -> np.ndarray:
+    """Targets valid for the output's loss: one-hot (softmax), 0/1 (logistic), counts (exp), reals."""
+    if output == "softmax":
+        Y = np.eye(k)[rng.integers(0, k, n)]
+    elif output == "logistic":
+        Y = rng.integers(0, 2, (n, k))
+    elif output == "exp":
+        Y = rng.poisson(1.5, (n, k))
+    else:
+        Y = rng.normal(size=(n, k))
+    return Y.astype(dtype)
+
+
+def make_problem(sizes, hidden, output, n, dtype=np.float64, seed=0, weighted=False):
+    rng = np.random.default_rng(seed)
+    net = Network(sizes, hidden, output, dtype=dtype).initialize(random_state=seed)
+    X = rng.normal(size=(n, sizes[0])).astype(dtype)
+    Y = make_targets(rng, output, n, sizes[-1], dtype)
+    w = rng.uniform(0.2, 2.0, n).astype(dtype) if weighted else None
+    return net, X, Y, w
+
+
+def reference_twin(net: Network) -> ReferenceNetwork:
+    """A ReferenceNetwork holding copies of ``net``'s parameters."""
+    return ReferenceNetwork(
+        [c.copy() for c in net.coefs], [b.copy() for b in net.intercepts], list(net.hidden_activations), net.output
+    )
+
+
+def rel_error(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300))
+
+
+@pytest.fixture(params=[np.float64, np.float32], ids=["f64", "f32"])
+def dtype(request):
+    return request.param
+
+
+def tolerance(dtype) -> float:
+    return 1e-10 if dtype == np.float64 else 1e-4

@@ -1,0 +1,56 @@
+"""float32 in means float32 throughout: no float64 arithmetic in the compiled float32 kernels.
+
+A float64 constant or accumulator inside a float32 loop (``x * 0.5``, ``s = 0.0``) shows up in the LLVM IR as
+``fpext``/``double``. Cached code cannot be inspected, so a subprocess compiles into an empty cache.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import re
+    import numpy as np
+    from fastbp.kernels import activations, dense, losses, optimizers
+
+    f = np.float32
+    p = np.ones(10, f); Z = np.ones((3, 4), f); b = np.ones(4, f); w = np.ones(3, f)
+    layers = np.array([[0, 4, 2, 8]], dtype=np.int64)
+    calls = [
+        (optimizers.adam_step, (p, p.copy(), p.copy(), p.copy(), 5, f(1), f(.9), f(.9), f(1e-8), f(1), f(0))),
+        (optimizers.sgd_step, (p, p.copy(), p.copy(), 5, f(1), f(.9), True, f(1), f(0))),
+        (activations.bias_activation_forward, (Z, b, 0)),
+        (activations.activation_backward, (Z, Z.copy(), 0, b)),
+        (losses.output_loss_backward, (Z, b, Z.copy(), w, 0, Z.copy(), b.copy())),
+        (dense.network_forward, (Z, p, layers, np.zeros(0, np.int64), 0, np.ones(6, f), 3)),
+    ]
+    for kernel, args in calls:
+        kernel(*args)
+        for ir in kernel.inspect_llvm().values():
+            body, keep = [], False
+            for line in ir.splitlines():
+                if line.startswith("define"):  # skip the CPython wrappers that box and unbox Python floats
+                    keep = "cpython" not in line and "cfunc" not in line
+                if keep:
+                    body.append(line)
+            # float->double widening, or arithmetic/math in double (integer size checks in np.dot are fine)
+            f64 = re.compile(r"fpext|\b(fadd|fsub|fmul|fdiv|frem)\b.*\bdouble\b|call .*double @(llvm|exp|log|tanh)")
+            bad = [l.strip() for l in body if f64.search(l)]
+            print(kernel.__name__, len(bad), bad[:2])
+    """
+)
+
+
+def test_float32_kernels_have_no_float64_arithmetic(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 6, out.stdout
+    for line in lines:
+        name, count = line.split()[:2]
+        assert count == "0", f"float64 arithmetic in float32 {name}: {line}"

@@ -1,0 +1,186 @@
+"""Network and its kernels against finite differences and the NumPy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import ACTIVATIONS, OUTPUTS, make_problem, reference_twin, rel_error, tolerance
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastbp
+from fastbp.reference import ReferenceAdam, ReferenceSGD
+from fastbp.reference import train_epoch as reference_train_epoch
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("hidden", ACTIVATIONS)
+@pytest.mark.parametrize("weighted,alpha", [(False, 0.0), (True, 0.3)])
+def test_gradient_matches_finite_differences(output, hidden, weighted, alpha):
+    net, X, Y, w = make_problem((3, 5, 4, 3), hidden, output, n=7, seed=1, weighted=weighted)
+    loss, grad = net.loss_and_gradients(X, Y, w, alpha)
+    numeric = np.empty_like(grad)
+    h = 1e-6
+    for i in range(net.params.size):
+        saved = net.params[i]
+        net.params[i] = saved + h
+        up = net.loss_and_gradients(X, Y, w, alpha)[0]
+        net.params[i] = saved - h
+        down = net.loss_and_gradients(X, Y, w, alpha)[0]
+        net.params[i] = saved
+        numeric[i] = (up - down) / (2 * h)
+    assert rel_error(grad, numeric) < 1e-6
+    assert loss == pytest.approx(reference_twin(net).loss_and_gradients(X, Y, w, alpha)[0], rel=1e-12)
+
+
+shapes = st.tuples(
+    st.integers(1, 6),  # input features (1 included)
+    st.lists(st.sampled_from([1, 2, 7, 33, 300]), min_size=0, max_size=3),  # hidden widths (1 and wide)
+    st.integers(1, 4),  # outputs
+    st.integers(1, 23),  # rows (1 included)
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shape=shapes, output=st.sampled_from(OUTPUTS), hidden=st.sampled_from(ACTIVATIONS), seed=st.integers(0, 99))
+def test_forward_and_gradients_match_reference(dtype, shape, output, hidden, seed):
+    n_in, widths, n_out, n = shape
+    if output == "softmax":
+        n_out = max(n_out, 2)
+    net, X, Y, w = make_problem((n_in, *widths, n_out), hidden, output, n, dtype, seed, weighted=seed % 2 == 1)
+    ref = reference_twin(net)
+    out = net.forward(X)
+    assert out.dtype == dtype
+    assert rel_error(out, ref.forward(X)[-1]) < tolerance(dtype)
+    loss, grad = net.loss_and_gradients(X, Y, w, alpha=0.01)
+    ref_loss, grad_W, grad_b = ref.loss_and_gradients(X, Y, w, alpha=0.01)
+    assert grad.dtype == dtype
+    assert loss == pytest.approx(float(ref_loss), rel=tolerance(dtype), abs=tolerance(dtype))
+    expected = np.concatenate([g.ravel() for g in grad_W + grad_b])
+    assert rel_error(grad, expected) < tolerance(dtype)
+
+
+OPTIMIZERS = {
+    "sgd": (lambda: fastbp.SGD(0.05, momentum=0.0), lambda: ReferenceSGD(0.05, momentum=0.0)),
+    "momentum": (lambda: fastbp.SGD(0.05, 0.9, nesterov=False), lambda: ReferenceSGD(0.05, 0.9, nesterov=False)),
+    "nesterov": (lambda: fastbp.SGD(0.05, 0.8, nesterov=True), lambda: ReferenceSGD(0.05, 0.8, nesterov=True)),
+    "adam": (lambda: fastbp.Adam(0.01), lambda: ReferenceAdam(0.01)),
+}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    shape=shapes,
+    batch_size=st.integers(1, 9),
+    output=st.sampled_from(OUTPUTS),
+    hidden=st.sampled_from(ACTIVATIONS),
+    seed=st.integers(0, 99),
+)
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_epochs_match_reference_batch_by_batch(dtype, name, shape, batch_size, output, hidden, seed):
+    """Whole-epoch kernel == reference stepping batch by batch in the same order (partial last batch too)."""
+    n_in, widths, n_out, n = shape
+    if output == "softmax":
+        n_out = max(n_out, 2)
+    net, X, Y, w = make_problem((n_in, *widths, n_out), hidden, output, n, dtype, seed, weighted=seed % 3 == 0)
+    ref = reference_twin(net)
+    make_fast, make_ref = OPTIMIZERS[name]
+    opt, ref_opt = make_fast(), make_ref()
+    rng = np.random.default_rng(seed)
+    for _ in range(3):
+        order = rng.permutation(n)
+        with np.errstate(all="ignore"):
+            ref_loss = reference_train_epoch(ref, X, Y, batch_size, ref_opt, order, w, alpha=0.05)
+        ref_finite = np.isfinite(ref_loss) and all(np.isfinite(p).all() for p in ref.params)
+        if not ref_finite:  # e.g. exp output over 300 units: both must see the divergence
+            with pytest.raises(fastbp.DivergenceError):
+                net.train_epoch(X, Y, batch_size, opt, order=order, sample_weight=w, alpha=0.05)
+            return
+        loss = net.train_epoch(X, Y, batch_size, opt, order=order, sample_weight=w, alpha=0.05)
+        assert loss == pytest.approx(ref_loss, rel=tolerance(dtype), abs=tolerance(dtype))
+    expected = np.concatenate([p.ravel() for p in ref.coefs + ref.intercepts])
+    assert net.params.dtype == dtype
+    assert rel_error(net.params, expected) < 10 * tolerance(dtype)
+
+
+def test_unshuffled_epoch_reads_rows_in_order(dtype):
+    net, X, Y, _ = make_problem((5, 6, 3), "relu", "softmax", 17, dtype)
+    twin = fastbp.Network((5, 6, 3), "relu", "softmax", dtype=dtype)
+    twin.params[:] = net.params
+    net.train_epoch(X, Y, 4, fastbp.Adam(), shuffle=False)
+    twin.train_epoch(X, Y, 4, fastbp.Adam(), order=np.arange(17))
+    np.testing.assert_array_equal(net.params, twin.params)
+
+
+def test_read_only_input_trains_without_copy():
+    net, X, Y, _ = make_problem((5, 6, 3), "relu", "softmax", 17)
+    X.setflags(write=False)
+    before = X.copy()
+    net.train_epoch(X, Y, 4, fastbp.SGD(), shuffle=False)
+    net.train_epoch(X, Y, 4, fastbp.SGD(), shuffle=True, rng=0)
+    np.testing.assert_array_equal(X, before)
+
+
+def test_divergence_raises_and_restores_parameters():
+    net, X, Y, _ = make_problem((4, 8, 2), "relu", "identity", 40)
+    X *= 1e3
+    before = net.params.copy()
+    opt = fastbp.SGD(learning_rate=1e6, momentum=0.0)
+    with pytest.raises(fastbp.DivergenceError, match="inf or NaN"):
+        for _ in range(5):
+            before = net.params.copy()
+            net.train_epoch(X, Y, 8, opt, shuffle=False)
+    np.testing.assert_array_equal(net.params, before)
+    assert np.isfinite(net.params).all()
+
+
+def test_same_rng_gives_identical_parameters():
+    results = []
+    for _ in range(2):
+        net, X, Y, _ = make_problem((6, 9, 3), "tanh", "softmax", 50)
+        net.train_epoch(X, Y, 7, fastbp.Adam(), rng=np.random.default_rng(3))
+        results.append(net.params.copy())
+    np.testing.assert_array_equal(*results)
+
+
+def test_initialization_draws_like_scikit_learn():
+    """Layer by layer, weights then biases, uniform(+-sqrt(6 / (fan_in + fan_out))), 2 instead of 6 for logistic."""
+    for activation, factor in [("relu", 6.0), ("logistic", 2.0)]:
+        net = fastbp.Network((4, 5, 3), activation, "softmax").initialize(random_state=np.random.RandomState(7))
+        expected = np.random.RandomState(7)
+        for (fan_in, fan_out), W, b in zip([(4, 5), (5, 3)], net.coefs, net.intercepts):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            np.testing.assert_array_equal(W, expected.uniform(-bound, bound, (fan_in, fan_out)))
+            np.testing.assert_array_equal(b, expected.uniform(-bound, bound, fan_out))
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: fastbp.Network((3,)), "at least two"),
+        (lambda: fastbp.Network((3, 0, 2)), "at least two positive"),
+        (lambda: fastbp.Network((3, 4, 2), "swish"), "unknown activation"),
+        (lambda: fastbp.Network((3, 4, 2), ["relu", "tanh"]), "need 1 activations"),
+        (lambda: fastbp.Network((3, 4, 2), output="sigmoid"), "unknown output"),
+        (lambda: fastbp.Network((3, 2), dtype=np.int32), "float32 or float64"),
+    ],
+)
+def test_bad_construction_is_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_bad_inputs_are_refused():
+    net, X, Y, _ = make_problem((3, 4, 2), "relu", "softmax", 10)
+    with pytest.raises(ValueError, match="shape"):
+        net.forward(X[:, :2])
+    with pytest.raises(TypeError, match="dtype"):
+        net.forward(X.astype(np.float32))
+    with pytest.raises(ValueError, match="Y must have shape"):
+        net.loss_and_gradients(X, Y[:5])
+    with pytest.raises(ValueError, match="batch_size"):
+        net.train_epoch(X, Y, 0, fastbp.SGD())
+    with pytest.raises(ValueError, match="permutation"):
+        net.train_epoch(X, Y, 3, fastbp.SGD(), order=np.zeros(10, dtype=int))
+    with pytest.raises(ValueError, match="sample_weight"):
+        net.train_epoch(X, Y, 3, fastbp.SGD(), sample_weight=np.ones(3))
