@@ -1,7 +1,12 @@
 """fastbp: dense neural networks trained by backpropagation with compiled, fused Numba kernels."""
 
+from fastbp.estimators import MLPClassifier, MLPRegressor
 from fastbp.network import DivergenceError, Network, Workspace
 from fastbp.optimizers import SGD, Adam
 
 __version__ = "0.1.0"
-__all__ = ["Adam", "DivergenceError", "Network", "SGD", "Workspace", "__version__"]
+__all__ = [
+    "Adam",
+    "DivergenceError",
+    "MLPClassifier",
+    "MLPRegressor", "Network", "SGD", "Workspace", "__version__"]

@@ -1,0 +1,687 @@
+"""Drop-in replacements for scikit-learn's ``MLPClassifier`` and ``MLPRegressor``.
+
+Same constructor parameters, defaults, fitted attributes and random-number use as scikit-learn 1.9 (a seed
+gives scikit-learn's initial weights, validation split and batch order), but each epoch is one compiled call
+(:meth:`fastbp.Network.train_epoch`) instead of a Python loop over mini-batches. The Python loop here runs
+once per epoch: stopping rules, learning-rate schedules, ``loss_curve_``, verbose output and Ctrl-C.
+
+Deliberate differences from scikit-learn, each a fix of a known defect:
+
+- Early stopping and the no-improvement rule stop after ``n_iter_no_change`` epochs without improvement;
+  scikit-learn waits one epoch more (``count > n_iter_no_change``).
+- Squared error sums over outputs, so ``loss_`` of a multi-output regressor is the loss whose gradient is
+  followed; scikit-learn reports the mean over outputs but follows the gradient of the sum (so its lbfgs
+  line search sees an inconsistent gradient, scikit-learn issue #8349). Single-output losses are identical.
+- ``verbose`` reports lbfgs iterations too (scikit-learn prints nothing, #10236).
+- ``MLPRegressor.partial_fit`` is not available with ``solver='lbfgs'`` (scikit-learn exposes it by mistake).
+- Non-finite weights raise :class:`fastbp.DivergenceError` (a ``ValueError``) at the epoch where they
+  appear, and the estimator keeps the weights of the last finite epoch.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.optimize
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils import shuffle as shuffle_rows
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from fastbp.network import DivergenceError, Network
+from fastbp.optimizers import SGD, Adam
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
+_NON_FINITE = (
+    "Solver produced non-finite parameter weights. The input data may contain large values and need to be "
+    "preprocessed."
+)
+
+
+class _BaseMLP(BaseEstimator):
+    """Shared fitting logic of the two estimators (not public)."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    # -- the network behind coefs_ / intercepts_ ------------------------------------------------------------
+    def _network(self) -> Network:
+        """The Network whose flat buffer ``coefs_``/``intercepts_`` view; rebuilt if a user assigned them."""
+        net = getattr(self, "_net", None)
+        arrays = list(self.coefs_) + list(self.intercepts_)
+        if net is not None and len(arrays) == 2 * len(net.layers):
+            if all(a.base is net.params or a is net.params for a in arrays):
+                return net
+        dtype = np.result_type(*arrays)
+        dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+        sizes = [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
+        hidden = (self.activation,) * (len(sizes) - 2)
+        net = Network(sizes, hidden, self.out_activation_, dtype=dtype).set_parameters(self.coefs_, self.intercepts_)
+        self._adopt(net)
+        return net
+
+    def _adopt(self, net: Network) -> None:
+        self._net = net
+        self.coefs_ = net.coefs
+        self.intercepts_ = net.intercepts
+
+    def _forward(self, X, check_input: bool = True) -> np.ndarray:
+        if check_input:
+            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        net = self._network()
+        return net.forward(np.asarray(X, dtype=net.dtype))
+
+    # -- fit ------------------------------------------------------------------------------------------------
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden = self.hidden_layer_sizes
+        hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
+        if np.any(np.array(hidden) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, Y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
+        Y = np.ascontiguousarray(Y.reshape(len(Y), -1), dtype=X.dtype)
+        X = np.ascontiguousarray(X)
+        self.n_outputs_ = Y.shape[1]
+        layer_units = [X.shape[1], *hidden, self.n_outputs_]
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(layer_units, X.dtype)
+        net = self._network()
+        if net.dtype != X.dtype:  # warm start or partial_fit with another dtype: follow the data
+            net = Network(net.layer_sizes, net.hidden_activations, net.output, X.dtype)
+            net.params[:] = self._net.params
+            self._adopt(net)
+        if net.layer_sizes != tuple(layer_units):
+            raise ValueError(
+                f"the network has layers {net.layer_sizes} but this data needs {tuple(layer_units)}; "
+                "fit again without warm_start to change hidden_layer_sizes or the number of outputs"
+            )
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self._fit_stochastic(net, X, Y, sample_weight, incremental)
+        else:
+            self._fit_lbfgs(net, X, Y, sample_weight)
+        return self
+
+    def _initialize(self, layer_units, dtype) -> None:
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_layers_ = len(layer_units)
+        if not is_classifier(self):
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
+        elif self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:
+            self.out_activation_ = "logistic"
+        hidden = (self.activation,) * (len(layer_units) - 2)
+        net = Network(layer_units, hidden, self.out_activation_, dtype=dtype).initialize(self._random_state)
+        self._adopt(net)
+        self._optimizer = None
+        self._best_params = net.params.copy()
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _make_optimizer(self):
+        if self.solver == "sgd":
+            return SGD(self.learning_rate_init, self.momentum, self.nesterovs_momentum)
+        return Adam(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
+
+    def _validation_split(self, X, Y, sample_weight):
+        """scikit-learn's split (stratified for single-output classifiers), from the same random stream."""
+        stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None
+        arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
+        parts = train_test_split(
+            *arrays, random_state=self._random_state, test_size=self.validation_fraction, stratify=stratify
+        )
+        X_train, X_val, Y_train, Y_val = parts[:4]
+        sw_train, sw_val = (parts[4], parts[5]) if sample_weight is not None else (None, None)
+        if X_val.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
+            )
+        y_val = self._decode(Y_val)
+        return np.ascontiguousarray(X_train), np.ascontiguousarray(Y_train), sw_train, (X_val, y_val, sw_val)
+
+    def _batch_size(self, n_samples: int) -> int:
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        if self.batch_size > n_samples:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+        return int(np.clip(self.batch_size, 1, n_samples))
+
+    def _fit_stochastic(self, net: Network, X, Y, sample_weight, incremental):
+        if not incremental or getattr(self, "_optimizer", None) is None:
+            self._optimizer = self._make_optimizer()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        validation = None
+        if self.early_stopping:
+            X, Y, sample_weight, validation = self._validation_split(X, Y, sample_weight)
+        n_samples = X.shape[0]
+        batch_size = self._batch_size(n_samples)
+        workspace = net.workspace(batch_size)
+        order = np.arange(n_samples)
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                started = time.perf_counter()
+                if self.shuffle:  # the same draws as scikit-learn, so a seed gives its batch order
+                    order = shuffle_rows(order, random_state=self._random_state)
+                try:
+                    loss = net.train_epoch(
+                        X,
+                        Y,
+                        batch_size,
+                        self._optimizer,
+                        order=order if self.shuffle else None,
+                        shuffle=False,
+                        sample_weight=sample_weight,
+                        alpha=self.alpha,
+                        workspace=workspace,
+                    )
+                except DivergenceError as error:
+                    raise DivergenceError(f"{_NON_FINITE} ({error})") from None
+                self.n_iter_ += 1
+                self.loss_ = loss
+                self.t_ += n_samples
+                self.loss_curve_.append(loss)
+                if self._end_of_epoch(validation, time.perf_counter() - started):
+                    break
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                        "optimization hasn't converged yet.",
+                        ConvergenceWarning,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+        if self.early_stopping:
+            net.params[:] = self._best_params
+
+    def _end_of_epoch(self, validation, seconds: float) -> bool:
+        """Record the epoch, update the schedule and the stopping rule; True when training should stop."""
+        if validation is not None:
+            X_val, y_val, sw_val = validation
+            score = self._score(X_val, y_val, sw_val)
+            self.validation_scores_.append(score)
+            improved = score >= self.best_validation_score_ + self.tol
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = self._net.params.copy()
+        else:
+            improved = self.loss_curve_[-1] <= self.best_loss_ - self.tol
+            self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
+        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+        if self.verbose:
+            extra = f", validation score = {self.validation_scores_[-1]:.6f}" if validation is not None else ""
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}{extra}, {seconds:.2f} s")
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            self._optimizer.learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+        if self._no_improvement_count < self.n_iter_no_change:
+            return False
+        what = "Validation score" if validation is not None else "Training loss"
+        message = f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
+        if self.solver == "sgd" and self.learning_rate == "adaptive" and self._optimizer.learning_rate > 1e-6:
+            self._optimizer.learning_rate /= 5.0
+            self._no_improvement_count = 0
+            if self.verbose:
+                print(f"{message} Setting learning rate to {self._optimizer.learning_rate:f}")
+            return False
+        if self.verbose:
+            print(f"{message} Stopping.")
+        return True
+
+    def _fit_lbfgs(self, net: Network, X, Y, sample_weight):
+        def loss_and_gradient(flat):
+            net.params[:] = flat
+            loss, grad = net.loss_and_gradients(X, Y, sample_weight, self.alpha)
+            return loss, grad.astype(np.float64)
+
+        def report(intermediate_result):
+            if self.verbose:
+                print(f"Iteration {intermediate_result.nit}, loss = {intermediate_result.fun:.8f}")
+
+        result = scipy.optimize.minimize(
+            loss_and_gradient,
+            net.params.astype(np.float64),
+            method="L-BFGS-B",
+            jac=True,
+            callback=report,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+        )
+        from sklearn.utils.optimize import _check_optimize_result
+
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = float(result.fun)
+        net.params[:] = result.x
+        if not np.isfinite(net.params).all():
+            raise DivergenceError(_NON_FINITE)
+
+    # -- scikit-learn API -----------------------------------------------------------------------------------
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data X and target(s) y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data; float32 stays float32, anything else becomes float64.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets (class labels for the classifier, values for the regressor).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; the loss is the weighted mean.
+
+        Returns
+        -------
+        self : object
+        """
+        self._validate_params()
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def _check_solver(self) -> bool:
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not stochastic."
+            )
+        return True
+
+    def _score_with(self, X, y, sample_weight, score_function):
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred, sample_weight=sample_weight)
+
+    def __sklearn_tags__(self):
+        return super().__sklearn_tags__()
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier, scikit-learn's ``MLPClassifier`` with compiled training.
+
+    Parameters have scikit-learn 1.9's names, defaults and meaning; see
+    :class:`sklearn.neural_network.MLPClassifier`. The differences are listed in :mod:`fastbp.estimators`.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of int, default=(100,)
+    activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
+    solver : {"lbfgs", "sgd", "adam"}, default="adam"
+    alpha : float, default=1e-4
+        L2 penalty on weights, ``alpha ||W||^2 / (2 n)`` with n the batch's size or weight sum.
+    batch_size : int or "auto", default="auto"
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+    learning_rate_init : float, default=1e-3
+    power_t : float, default=0.5
+    max_iter : int, default=200
+    shuffle : bool, default=True
+    random_state : int, RandomState or None, default=None
+    tol : float, default=1e-4
+    verbose : bool, default=False
+        Print one line per epoch (loss, validation score, seconds).
+    warm_start : bool, default=False
+    momentum : float, default=0.9
+    nesterovs_momentum : bool, default=True
+    early_stopping : bool, default=False
+    validation_fraction : float, default=0.1
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+    n_iter_no_change : int or inf, default=10
+    max_fun : int, default=15000
+
+    Attributes
+    ----------
+    classes_, coefs_, intercepts_, loss_, best_loss_, loss_curve_, validation_scores_,
+    best_validation_score_, n_iter_, t_, n_layers_, n_outputs_, out_activation_, n_features_in_,
+    feature_names_in_
+        As in scikit-learn.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from fastbp import MLPClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = MLPClassifier(random_state=0, max_iter=30).fit(X / 16, y)  # doctest: +SKIP
+    >>> clf.score(X / 16, y) > 0.95  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+
+    loss = "log_loss"
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in the previous call to "
+                        f"fit. Previously got {self.classes_}, `y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
+                    f"'y' has {classes}."
+                )
+        return X, self._label_binarizer.transform(y)
+
+    def _decode(self, Y):
+        return self._label_binarizer.inverse_transform(Y)
+
+    def predict(self, X):
+        """Predict class labels (or label indicators for multilabel y).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward(X, check_input)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with(X, y, sample_weight, accuracy_score)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over (X, y), continuing from the current weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+        sample_weight : array-like of shape (n_samples,), default=None
+        classes : array of shape (n_classes,), default=None
+            Every class that will ever appear; required on the first call.
+
+        Returns
+        -------
+        self : object
+        """
+        if not hasattr(self, "coefs_"):
+            self._validate_params()
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict_proba(self, X):
+        """Class probabilities, rows summing to 1 (per label for multilabel y).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        y_pred = self._forward(X)
+        if self.n_outputs_ == 1:
+            return np.hstack([1 - y_pred, y_pred])
+        return y_pred
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        y_prob = self.predict_proba(X)
+        return np.log(y_prob, out=y_prob)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor, scikit-learn's ``MLPRegressor`` with compiled training.
+
+    Parameters have scikit-learn 1.9's names, defaults and meaning (see
+    :class:`sklearn.neural_network.MLPRegressor` and :class:`MLPClassifier` here); ``loss`` is
+    ``"squared_error"`` (identity output) or ``"poisson"`` (exp output, y >= 0). Squared error is summed over
+    outputs (see :mod:`fastbp.estimators`).
+
+    Parameters
+    ----------
+    loss : {"squared_error", "poisson"}, default="squared_error"
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init, power_t,
+    max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
+    validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun
+        As in :class:`MLPClassifier`.
+
+    Attributes
+    ----------
+    coefs_, intercepts_, loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_, n_iter_,
+    t_, n_layers_, n_outputs_, out_activation_, n_features_in_, feature_names_in_
+        As in scikit-learn.
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+    ):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32), reset=reset
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("Some value(s) of y are negative which is not allowed for Poisson regression.")
+        return X, y
+
+    def _decode(self, Y):
+        return Y.ravel() if Y.shape[1] == 1 else Y
+
+    def predict(self, X):
+        """Predict with the fitted network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward(X, check_input)
+        return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with(X, y, sample_weight, r2_score)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y), continuing from the current weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        if not hasattr(self, "coefs_"):
+            self._validate_params()
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
