@@ -5,8 +5,4 @@ from fastbp.network import DivergenceError, Network, Workspace
 from fastbp.optimizers import SGD, Adam
 
 __version__ = "0.1.0"
-__all__ = [
-    "Adam",
-    "DivergenceError",
-    "MLPClassifier",
-    "MLPRegressor", "Network", "SGD", "Workspace", "__version__"]
+__all__ = ["Adam", "DivergenceError", "MLPClassifier", "MLPRegressor", "Network", "SGD", "Workspace", "__version__"]

@@ -43,8 +43,7 @@ from fastbp.optimizers import SGD, Adam
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _NON_FINITE = (
-    "Solver produced non-finite parameter weights. The input data may contain large values and need to be "
-    "preprocessed."
+    "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
 )
 
 
@@ -459,8 +458,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     )
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(
-                    f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
-                    f"'y' has {classes}."
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
         return X, self._label_binarizer.transform(y)
 
@@ -635,9 +633,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.max_fun = max_fun
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(
-            self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32), reset=reset
-        )
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):

@@ -147,7 +147,9 @@ class Network:
         rs = check_random_state(random_state)
         coefs, intercepts = self.coefs, self.intercepts
         for l, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
-            activation = self.hidden_activations[min(l, len(self.hidden_activations) - 1)] if self.hidden_activations else ""
+            activation = (
+                self.hidden_activations[min(l, len(self.hidden_activations) - 1)] if self.hidden_activations else ""
+            )
             bound = np.sqrt((2.0 if activation == "logistic" else 6.0) / (fan_in + fan_out))
             coefs[l][...] = rs.uniform(-bound, bound, (fan_in, fan_out))
             intercepts[l][...] = rs.uniform(-bound, bound, fan_out)

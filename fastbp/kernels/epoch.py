@@ -98,7 +98,9 @@ def train_epoch(
             adam_t += 1
             correction = np.sqrt(1.0 - np.float64(beta_2) ** adam_t) / (1.0 - np.float64(beta_1) ** adam_t)
             step_size = dtype(learning_rate * correction)
-            w_sq, b_sq = adam_step(params, grads, state_a, state_b, n_weights, step_size, beta_1, beta_2, epsilon, scale, l2)
+            w_sq, b_sq = adam_step(
+                params, grads, state_a, state_b, n_weights, step_size, beta_1, beta_2, epsilon, scale, l2
+            )
         else:
             w_sq, b_sq = sgd_step(params, grads, state_a, n_weights, learning_rate, momentum, nesterov, scale, l2)
         if not (np.isfinite(batch_loss) and np.isfinite(w_sq + b_sq)):
