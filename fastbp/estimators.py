@@ -188,7 +188,9 @@ class _BaseMLP(BaseEstimator):
         if self.batch_size == "auto":
             return min(200, n_samples)
         if self.batch_size > n_samples:
-            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=3
+            )
         return int(np.clip(self.batch_size, 1, n_samples))
 
     def _fit_stochastic(self, net: Network, X, Y, sample_weight, incremental):
@@ -236,9 +238,10 @@ class _BaseMLP(BaseEstimator):
                         f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                         "optimization hasn't converged yet.",
                         ConvergenceWarning,
+                        stacklevel=3,
                     )
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.")
+            warnings.warn("Training interrupted by user.", stacklevel=3)
         if self.early_stopping:
             net.params[:] = self._best_params
 

@@ -7,8 +7,8 @@ full-batch gradient (``loss_and_gradients``). The scikit-learn estimators wrap i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -16,7 +16,8 @@ from fastbp.kernels import epoch as _epoch
 from fastbp.kernels.activations import ACTIVATION_CODES
 from fastbp.kernels.dense import network_forward
 from fastbp.kernels.losses import OUTPUT_CODES
-from fastbp.kernels.optimizers import ADAM, SGD as _SGD_CODE
+from fastbp.kernels.optimizers import ADAM
+from fastbp.kernels.optimizers import SGD as _SGD_CODE
 from fastbp.optimizers import SGD, Adam
 
 PREDICT_CHUNK_ROWS = 4096  # rows per compiled forward call: bounds prediction scratch to a few MB
