@@ -13,7 +13,9 @@ error_model="numpy"
 cache=True
     Compiled code is written next to the modules, so a new process loads it in milliseconds instead of
     compiling for seconds. Numba does not notice edits to a kernel in *another* module that a cached kernel
-    calls: after editing kernels, delete the caches (``find fastbp -name '*.nb[ci]' -delete``).
+    calls (it checks only the caller's own file), and silently runs the stale code: this happened here (an
+    edit to the Adam step did not reach the cached epoch kernel). :func:`drop_stale_cache` therefore keys
+    every kernel cache on a hash of all kernel sources and deletes it when any of them changes.
 nogil=True
     Predictions from several Python threads run at once.
 
@@ -28,6 +30,10 @@ leave the cores to BLAS, change no process-wide setting, and are deterministic f
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import numba
 
 FASTMATH: frozenset[str] = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
@@ -40,3 +46,29 @@ def jit(*args, **kwargs):
     if args and callable(args[0]):
         return numba.njit(**options)(args[0])
     return numba.njit(*args, **options)
+
+
+def drop_stale_cache(package_dir: Path) -> None:
+    """Delete numba's cache files for ``package_dir`` if any kernel source changed since they were written.
+
+    Called once when :mod:`fastbp.kernels` is imported, before any kernel is compiled or loaded. Looks in the
+    in-tree cache (``__pycache__`` beside the modules) and, if set, under ``NUMBA_CACHE_DIR``; a folder it
+    cannot write is left alone (numba then uses its user-wide cache, which is keyed the same way).
+    """
+    sources = sorted(package_dir.glob("*.py")) + [Path(__file__)]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
+    folders = [package_dir / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        folders += [p for p in Path(os.environ["NUMBA_CACHE_DIR"]).rglob("*") if p.is_dir() and p.name == "kernels"]
+    for folder in folders:
+        stamp = folder / "fastbp-kernels.sha256"
+        try:
+            if stamp.is_file() and stamp.read_text() == digest:
+                continue
+            for cached in [*folder.glob("*.nbi"), *folder.glob("*.nbc")]:
+                cached.unlink()
+            if folder.is_dir() or folder == package_dir / "__pycache__":
+                folder.mkdir(exist_ok=True)
+                stamp.write_text(digest)
+        except OSError:
+            pass

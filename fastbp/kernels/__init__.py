@@ -3,3 +3,9 @@
 Private: the public API is :class:`fastbp.Network` and the estimators, which validate input before calling
 anything here (kernels never raise).
 """
+
+from pathlib import Path
+
+from fastbp._jit import drop_stale_cache
+
+drop_stale_cache(Path(__file__).parent)

@@ -1,0 +1,41 @@
+"""One training epoch of 784-256-128-10 on MNIST-size data: fastbp against the floor and the rivals.
+
+Run through ``python bench/run.py`` (which prints the ratio table); alone:
+``python -m pytest bench/test_epoch.py --benchmark-json=out.json [--quick]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from workloads import COMPETITORS, has
+
+ROWS = [(opt, bs) for opt in ("sgd", "adam") for bs in (32, 128, 512)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer, batch_size", ROWS, ids=[f"{o}-{b}" for o, b in ROWS])
+@pytest.mark.parametrize("competitor", list(COMPETITORS))
+def test_epoch(benchmark, datasets, quick, competitor, optimizer, batch_size, dtype):
+    make, module = COMPETITORS[competitor]
+    if module and not has(module):
+        pytest.skip(f"{module} is not installed")
+    if quick and dtype == "float64" and competitor not in ("gemm_floor", "fastbp"):
+        pytest.skip("quick mode: float64 only for fastbp and its floor")
+    data = datasets(np.dtype(dtype).type)
+    epoch = make(data, batch_size, optimizer)
+    benchmark.group = f"epoch {optimizer} b{batch_size} {dtype}"
+    benchmark.extra_info.update(competitor=competitor, optimizer=optimizer, batch_size=batch_size, dtype=dtype)
+    benchmark.extra_info["rows"] = data.X.shape[0]
+    benchmark.pedantic(epoch, rounds=1 if quick else 3, warmup_rounds=1)
+
+
+def test_epoch_shuffled(benchmark, datasets, quick):
+    """fastbp with shuffle=True at Adam batch 128 (compare with the unshuffled row: target <= 5% more)."""
+    from workloads import fastbp_network
+
+    data = datasets(np.float32)
+    epoch = fastbp_network(data, 128, "adam", shuffle=True)
+    benchmark.group = "epoch adam b128 float32"
+    benchmark.extra_info.update(competitor="fastbp_shuffled", optimizer="adam", batch_size=128, dtype="float32")
+    benchmark.pedantic(epoch, rounds=1 if quick else 3, warmup_rounds=1)
