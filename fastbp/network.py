@@ -385,7 +385,7 @@ class Network:
             workspace.delta_a,
             workspace.delta_b,
         )
-        if done < n:
+        if done < n or not np.isfinite(self.params).all():  # plain SGD without L2 tracks no weight norm
             self.params[...], state_a[...], state_b[...] = backup
             raise DivergenceError(
                 "the loss or the parameters became inf or NaN during this epoch; parameters were restored to "

@@ -21,8 +21,8 @@ SCRIPT = textwrap.dedent(
     p = np.ones(10, f); Z = np.ones((3, 4), f); b = np.ones(4, f); w = np.ones(3, f)
     layers = np.array([[0, 4, 2, 8]], dtype=np.int64)
     calls = [
-        (optimizers.adam_step, (p, p.copy(), p.copy(), p.copy(), 5, f(1), f(.9), f(.9), f(1e-8), f(1), f(0))),
-        (optimizers.sgd_step, (p, p.copy(), p.copy(), 5, f(1), f(.9), True, f(1), f(0))),
+        (optimizers.update_range, (p, p.copy(), p.copy(), p.copy(), 0, 5, f(0), (optimizers.ADAM, f(1), f(.9), True, f(.9), f(.9), f(1e-8), f(1)))),
+        (optimizers.update_range, (p, p.copy(), p.copy(), p.copy(), 0, 5, f(0), (optimizers.SGD, f(1), f(.9), True, f(.9), f(.9), f(1e-8), f(1)))),
         (activations.bias_activation_forward, (Z, b, 0)),
         (activations.activation_backward, (Z, Z.copy(), 0, b)),
         (losses.output_loss_backward, (Z, b, Z.copy(), w, 0, Z.copy(), b.copy())),

@@ -21,7 +21,9 @@ import numpy as np
 
 from fastbp._jit import jit
 from fastbp.kernels.activations import activation_backward, bias_activation_forward
+from fastbp.kernels.blas import gemm_accumulate
 from fastbp.kernels.losses import output_forward, output_loss_backward
+from fastbp.kernels.optimizers import NO_UPDATE, SGD, squared_norm, update_range
 
 W_OFFSET, FAN_IN, FAN_OUT, B_OFFSET = 0, 1, 2, 3
 
@@ -76,14 +78,64 @@ def network_forward(X, params, layers, hidden_codes, output_code, acts, capacity
 
 
 @jit
-def network_forward_backward(
-    X, Y, sample_weight, params, grads, layers, hidden_codes, output_code, acts, capacity, delta_a, delta_b
-):
-    """Forward, loss and backward over the m rows of X (all one mini-batch).
+def layer_gradient_step(A_prev, delta, params, grads, state_a, state_b, layers, l, l2, step, blas_scratch):
+    """Layer l's weight gradient ``A_prev.T @ delta`` and, unless ``NO_UPDATE``, its optimizer step.
 
-    Writes the raw gradient sums into ``grads`` (``A_prev.T @ delta`` and ``sum(delta)``, with delta already
-    weighted by the sample weights; the caller scales by ``1 / sum(w)`` and adds the L2 term). Returns the
-    weighted sum of the per-sample losses. ``delta_a`` and ``delta_b`` take turns holding a layer's delta.
+    Plain SGD (momentum 0) needs no gradient buffer: one gemm computes ``W <- (1 - lr l2) W - lr scale
+    A_prev.T @ delta`` in place. Every other optimizer gets the gradient in ``grads`` and one fused pass over
+    W and b. Returns the squared norms of the new W (0 for plain SGD without L2, where nothing needs it) and b.
+    """
+    zero = params.dtype.type(0)
+    code, learning_rate, momentum = step[0], step[1], step[2]
+    W = weights(params, layers, l)
+    if code == SGD and momentum == 0:
+        scale = step[7]
+        gemm_accumulate(
+            A_prev, delta, W, -learning_rate * scale, params.dtype.type(1) - learning_rate * l2, blas_scratch
+        )
+        w_sq = squared_norm(W.ravel()) if l2 > 0 else zero
+    else:
+        np.dot(A_prev.T, delta, weights(grads, layers, l))
+        if code == NO_UPDATE:
+            return zero, zero
+        w_start = layers[l, W_OFFSET]
+        w_sq = update_range(params, grads, state_a, state_b, w_start, w_start + W.size, l2, step)
+    b_start = layers[l, B_OFFSET]
+    b_sq = update_range(params, grads, state_a, state_b, b_start, b_start + layers[l, FAN_OUT], zero, step)
+    return w_sq, b_sq
+
+
+@jit
+def network_forward_backward(
+    X,
+    Y,
+    sample_weight,
+    params,
+    grads,
+    layers,
+    hidden_codes,
+    output_code,
+    acts,
+    capacity,
+    delta_a,
+    delta_b,
+    state_a,
+    state_b,
+    l2,
+    step,
+    blas_scratch,
+):
+    """Forward, loss, backward over the m rows of X (one mini-batch), and the optimizer step fused in.
+
+    Writes into ``grads`` the raw gradient sums (``A_prev.T @ delta`` and ``sum(delta)``, delta already
+    weighted by the sample weights); the optimizer scales them by ``step``'s ``scale = 1 / sum(w)`` and adds
+    ``l2 * W``. Layer l is updated as soon as ``delta_prev`` no longer needs its W. With ``step[0] ==
+    NO_UPDATE`` only the gradients are computed (for lbfgs). ``delta_a`` and ``delta_b`` take turns holding
+    a layer's delta.
+
+    Returns
+    -------
+    (weighted sum of per-sample losses, squared norm of the new weights, of the new biases)
     """
     m = X.shape[0]
     last = layers.shape[0] - 1
@@ -100,12 +152,16 @@ def network_forward_backward(
     delta = rows(delta_a, 0, m, layers[last, FAN_OUT])
     grad_b = bias(grads, layers, last)
     loss = output_loss_backward(out, bias(params, layers, last), Y, sample_weight, output_code, delta, grad_b)
+    w_sq = params.dtype.type(0)
+    b_sq = params.dtype.type(0)
     for l in range(last, 0, -1):
         A_prev = rows(acts, activation_offset(layers, l - 1, capacity), m, layers[l, FAN_IN])
-        np.dot(A_prev.T, delta, weights(grads, layers, l))
         delta_prev = rows(delta_b if (last - l) % 2 == 0 else delta_a, 0, m, layers[l, FAN_IN])
-        np.dot(delta, weights(params, layers, l).T, delta_prev)
+        np.dot(delta, weights(params, layers, l).T, delta_prev)  # before layer l's step changes W
         activation_backward(delta_prev, A_prev, hidden_codes[l - 1], bias(grads, layers, l - 1))
+        w, b = layer_gradient_step(A_prev, delta, params, grads, state_a, state_b, layers, l, l2, step, blas_scratch)
+        w_sq += w
+        b_sq += b
         delta = delta_prev
-    np.dot(X.T, delta, weights(grads, layers, 0))
-    return loss
+    w, b = layer_gradient_step(X, delta, params, grads, state_a, state_b, layers, 0, l2, step, blas_scratch)
+    return loss, w_sq + w, b_sq + b

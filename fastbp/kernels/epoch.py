@@ -1,7 +1,8 @@
 """Whole-epoch training and full-batch loss/gradient, each one compiled call.
 
-``train_epoch`` runs every mini-batch of an epoch (gather, forward, loss, backward, fused update) with no
-Python in between; the Python caller draws the permutation, keeps the epoch loop, and checks the result.
+``train_epoch`` runs every mini-batch of an epoch (gather, forward, loss, backward with the fused update)
+with no Python in between; the Python caller draws the permutation, keeps the epoch loop, and checks the
+result.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from fastbp._jit import jit
+from fastbp.kernels.blas import SCRATCH_BYTES
 from fastbp.kernels.dense import network_forward_backward
-from fastbp.kernels.optimizers import ADAM, adam_step, sgd_step, squared_norm
+from fastbp.kernels.optimizers import ADAM, NO_UPDATE, squared_norm
 
 
 @jit
@@ -19,6 +21,20 @@ def gather_rows(source, order, start, m, target):
     for r in range(m):
         target[r, :] = source[order[start + r], :]
     return target[:m]
+
+
+@jit
+def batch_weights(sample_weight, order, start, m, target):
+    """The batch's sample weights in ``target[:m]`` and their sum (``m`` and an empty view if unweighted)."""
+    dtype = target.dtype.type
+    if sample_weight.shape[0] == 0:
+        return target[:0], dtype(m)
+    total = dtype(0)
+    for r in range(m):
+        w = sample_weight[order[start + r]] if order.shape[0] > 0 else sample_weight[start + r]
+        target[r] = w
+        total += w
+    return target[:m], total
 
 
 @jit
@@ -61,48 +77,36 @@ def train_epoch(
     """
     n = X.shape[0]
     dtype = params.dtype.type
-    zero = dtype(0)
     half_alpha = dtype(0.5) * alpha
-    weighted = sample_weight.shape[0] > 0
-    shuffled = order.shape[0] > 0
-    w_sq = squared_norm(params, 0, n_weights)
+    w_sq = squared_norm(params[:n_weights])  # the first batch's L2 penalty; later ones come from the update
+    capacity = X_batch.shape[0]
+    blas_scratch = np.empty(SCRATCH_BYTES, dtype=np.uint8)
     total = 0.0
     start = 0
     while start < n:
         m = min(batch_size, n - start)
-        sw_sum = dtype(m)
-        wb = weight_batch[:0]
-        if weighted:
-            wb = weight_batch[:m]
-            sw_sum = zero
-            for r in range(m):
-                wb[r] = sample_weight[order[start + r]] if shuffled else sample_weight[start + r]
-                sw_sum += wb[r]
-        capacity = X_batch.shape[0]
-        if shuffled:
-            Xb = gather_rows(X, order, start, m, X_batch)
-            Yb = gather_rows(Y, order, start, m, Y_batch)
-            data_loss = network_forward_backward(
-                Xb, Yb, wb, params, grads, layers, hidden_codes, output_code, acts, capacity, delta_a, delta_b
-            )
-        else:  # two calls, not one with a shared variable: X may be read-only, the batch buffer is not
-            Xb = X[start : start + m]
-            Yb = Y[start : start + m]
-            data_loss = network_forward_backward(
-                Xb, Yb, wb, params, grads, layers, hidden_codes, output_code, acts, capacity, delta_a, delta_b
-            )
-        batch_loss = (data_loss + half_alpha * w_sq) / sw_sum
+        wb, sw_sum = batch_weights(sample_weight, order, start, m, weight_batch)
         scale = dtype(1) / sw_sum
-        l2 = alpha * scale
+        step_size = learning_rate
         if optimizer_code == ADAM:
             adam_t += 1
             correction = np.sqrt(1.0 - np.float64(beta_2) ** adam_t) / (1.0 - np.float64(beta_1) ** adam_t)
             step_size = dtype(learning_rate * correction)
-            w_sq, b_sq = adam_step(
-                params, grads, state_a, state_b, n_weights, step_size, beta_1, beta_2, epsilon, scale, l2
-            )
-        else:
-            w_sq, b_sq = sgd_step(params, grads, state_a, n_weights, learning_rate, momentum, nesterov, scale, l2)
+        step = (optimizer_code, step_size, momentum, nesterov, beta_1, beta_2, epsilon, scale)
+        penalty = half_alpha * w_sq
+        if order.shape[0] > 0:
+            Xb = gather_rows(X, order, start, m, X_batch)
+            Yb = gather_rows(Y, order, start, m, Y_batch)
+            data_loss, w_sq, b_sq = network_forward_backward(
+                Xb, Yb, wb, params, grads, layers, hidden_codes, output_code, acts, capacity, delta_a, delta_b,
+                state_a, state_b, alpha * scale, step, blas_scratch,
+            )  # fmt: skip
+        else:  # two calls, not one with a shared variable: X may be read-only, the batch buffer is not
+            data_loss, w_sq, b_sq = network_forward_backward(
+                X[start : start + m], Y[start : start + m], wb, params, grads, layers, hidden_codes, output_code,
+                acts, capacity, delta_a, delta_b, state_a, state_b, alpha * scale, step, blas_scratch,
+            )  # fmt: skip
+        batch_loss = (data_loss + penalty) * scale
         if not (np.isfinite(batch_loss) and np.isfinite(w_sq + b_sq)):
             break
         total += float(batch_loss) * m
@@ -117,18 +121,18 @@ def loss_and_gradient(
     """Full-batch loss (with the L2 penalty) and its exact gradient, written into ``grads``."""
     dtype = params.dtype.type
     m = X.shape[0]
-    sw_sum = dtype(m)
-    if sample_weight.shape[0] > 0:
-        sw_sum = dtype(0)
-        for r in range(m):
-            sw_sum += sample_weight[r]
-    data_loss = network_forward_backward(
-        X, Y, sample_weight, params, grads, layers, hidden_codes, output_code, acts, m, delta_a, delta_b
-    )
+    no_order = np.empty(0, dtype=np.int64)
+    weights, sw_sum = batch_weights(sample_weight, no_order, 0, m, np.empty(m, dtype=params.dtype))
+    zero = dtype(0)
+    no_step = (NO_UPDATE, zero, zero, False, zero, zero, zero, zero)
+    data_loss, _, _ = network_forward_backward(
+        X, Y, weights, params, grads, layers, hidden_codes, output_code, acts, m, delta_a, delta_b,
+        params[:0], params[:0], zero, no_step, np.empty(SCRATCH_BYTES, dtype=np.uint8),
+    )  # fmt: skip
     scale = dtype(1) / sw_sum
     l2 = alpha * scale
     for i in range(n_weights):
         grads[i] = grads[i] * scale + l2 * params[i]
     for i in range(n_weights, params.size):
         grads[i] = grads[i] * scale
-    return (data_loss + dtype(0.5) * alpha * squared_norm(params, 0, n_weights)) / sw_sum
+    return (data_loss + dtype(0.5) * alpha * squared_norm(params[:n_weights])) * scale

@@ -1,7 +1,12 @@
-"""Fused optimizer steps over the flat parameter buffer, scikit-learn's formulas.
+"""Fused optimizer steps, scikit-learn's formulas, applied layer by layer inside the backward pass.
 
 One pass per step: each gradient element is read once, each parameter and state element is read and written
-once. The gradient buffer holds raw sums; the step forms the true gradient on the fly,
+once. ``dense.network_forward_backward`` calls :func:`update_range` for layer l's W and b as soon as their
+gradients exist and W is no longer needed for ``delta_prev``, while the gradient is still in cache: measured
+at batch 32, updating the whole buffer after the backward pass cost ~170 us more per step than the update
+itself (gemm output written by two BLAS threads, then read back by one core; docs/design.md).
+
+The gradient buffer holds raw sums; the step forms the true gradient on the fly,
 
     g = grad * scale + l2 * p        (l2 only for weights: indices below ``n_weights``)
 
@@ -23,7 +28,7 @@ import numpy as np
 
 from fastbp._jit import jit
 
-SGD, ADAM = 0, 1
+NO_UPDATE, SGD, ADAM = -1, 0, 1
 
 
 @jit(inline="always")
@@ -33,18 +38,18 @@ def flush_subnormal(x, tiny, zero):
 
 
 @jit(inline="always")
-def sgd_range(params, grads, velocity, start, stop, learning_rate, momentum, nesterov, scale, l2):
-    """SGD on params[start:stop]: ``v = mu v - lr g``; ``p += v`` (or ``p += mu v - lr g``, Nesterov)."""
+def sgd_loop(params, grads, velocity, learning_rate, momentum, nesterov, scale, l2):
+    """SGD on every element: ``v = mu v - lr g``; ``p += v`` (or ``p += mu v - lr g``, Nesterov)."""
     zero = params.dtype.type(0)
     tiny = params.dtype.type(np.finfo(params.dtype).tiny)
     sq = zero
     if momentum == 0:  # plain SGD needs no velocity
-        for i in range(start, stop):
+        for i in range(params.size):
             p = params[i] - learning_rate * (grads[i] * scale + l2 * params[i])
             params[i] = p
             sq += p * p
     elif nesterov:
-        for i in range(start, stop):
+        for i in range(params.size):
             step = learning_rate * (grads[i] * scale + l2 * params[i])
             v = flush_subnormal(momentum * velocity[i] - step, tiny, zero)
             velocity[i] = v
@@ -52,7 +57,7 @@ def sgd_range(params, grads, velocity, start, stop, learning_rate, momentum, nes
             params[i] = p
             sq += p * p
     else:
-        for i in range(start, stop):
+        for i in range(params.size):
             v = flush_subnormal(
                 momentum * velocity[i] - learning_rate * (grads[i] * scale + l2 * params[i]), tiny, zero
             )
@@ -63,25 +68,16 @@ def sgd_range(params, grads, velocity, start, stop, learning_rate, momentum, nes
     return sq
 
 
-@jit
-def sgd_step(params, grads, velocity, n_weights, learning_rate, momentum, nesterov, scale, l2):
-    """One SGD step over every parameter; returns (squared norm of weights, of biases)."""
-    zero = params.dtype.type(0)
-    w_sq = sgd_range(params, grads, velocity, 0, n_weights, learning_rate, momentum, nesterov, scale, l2)
-    b_sq = sgd_range(params, grads, velocity, n_weights, params.size, learning_rate, momentum, nesterov, scale, zero)
-    return w_sq, b_sq
-
-
 @jit(inline="always")
-def adam_range(params, grads, m, v, start, stop, step_size, beta_1, beta_2, epsilon, scale, l2):
-    """Adam on params[start:stop]; ``step_size`` already holds the bias correction."""
+def adam_loop(params, grads, m, v, step_size, beta_1, beta_2, epsilon, scale, l2):
+    """Adam on every element; ``step_size`` already holds the bias correction."""
     one = params.dtype.type(1)
     zero = params.dtype.type(0)
     tiny = params.dtype.type(np.finfo(params.dtype).tiny)
     sq = zero
     # below this |g|, (1 - beta_2) g^2 would be subnormal (slow) and is anyway far below what epsilon hides
-    g_floor = params.dtype.type(np.sqrt(np.finfo(params.dtype).tiny / (1 - beta_2)))
-    for i in range(start, stop):
+    g_floor = np.sqrt(tiny / (one - beta_2))
+    for i in range(params.size):
         g = grads[i] * scale + l2 * params[i]
         mi = flush_subnormal(beta_1 * m[i] + (one - beta_1) * g, tiny, zero)
         g_sq = flush_subnormal(g, g_floor, zero)
@@ -95,20 +91,26 @@ def adam_range(params, grads, m, v, start, stop, step_size, beta_1, beta_2, epsi
 
 
 @jit
-def adam_step(params, grads, m, v, n_weights, step_size, beta_1, beta_2, epsilon, scale, l2):
-    """One Adam step over every parameter; returns (squared norm of weights, of biases).
+def update_range(params, grads, state_a, state_b, start, stop, l2, step):
+    """One optimizer step on ``params[start:stop]``; returns the squared norm of the new values.
 
-    ``step_size = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)`` (scikit-learn's bias correction).
+    ``step = (code, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, scale)``: ``code`` is SGD or
+    ADAM; for Adam ``learning_rate`` is the bias-corrected step size of this step. ``state_a`` is the velocity
+    (SGD) or first moment (Adam), ``state_b`` the second moment.
     """
-    zero = params.dtype.type(0)
-    w_sq = adam_range(params, grads, m, v, 0, n_weights, step_size, beta_1, beta_2, epsilon, scale, l2)
-    b_sq = adam_range(params, grads, m, v, n_weights, params.size, step_size, beta_1, beta_2, epsilon, scale, zero)
-    return w_sq, b_sq
+    code, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, scale = step
+    # The loops run over views, not over range(start, stop) of the whole buffers: with a start that LLVM
+    # cannot prove non-negative, numba's negative-index wraparound kept them from vectorizing (3-5x slower).
+    p, g = params[start:stop], grads[start:stop]
+    if code == ADAM:
+        m, v = state_a[start:stop], state_b[start:stop]
+        return adam_loop(p, g, m, v, learning_rate, beta_1, beta_2, epsilon, scale, l2)
+    return sgd_loop(p, g, state_a[start:stop], learning_rate, momentum, nesterov, scale, l2)
 
 
 @jit
-def squared_norm(x, start, stop):
+def squared_norm(x):
     s = x.dtype.type(0)
-    for i in range(start, stop):
+    for i in range(x.size):
         s += x[i] * x[i]
     return s

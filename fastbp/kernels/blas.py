@@ -1,0 +1,54 @@
+"""A BLAS gemm that accumulates into its output, which ``np.dot`` inside numba cannot do.
+
+numba's ``np.dot(a, b, out)`` hard-wires ``out = a @ b`` (alpha 1, beta 0). Plain SGD wants
+``W <- beta W + alpha A.T @ D`` (beta = 1 - lr * l2, alpha = -lr / n): one gemm that *is* the update, with no
+gradient buffer and no separate pass over W. This calls scipy's ``sgemm``/``dgemm`` (the same OpenBLAS that
+numba's ``np.dot`` uses) through the function pointers of ``scipy.linalg.cython_blas``.
+
+BLAS is column-major: a C-ordered (fan_in, fan_out) W is the column-major W^T, so the call computes
+``W^T <- beta W^T + alpha D^T @ A``. Every BLAS argument is a pointer; the scalars go through a small
+scratch buffer allocated once per epoch.
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding
+import numpy as np
+from numba import types
+from numba.extending import get_cython_function_address
+
+from fastbp._jit import jit
+
+# Named external symbols, not ctypes pointers: numba cannot cache code that holds a ctypes pointer (and then
+# neither the epoch kernel that calls it), but it caches a call to a named symbol, bound here at import.
+# Pointers travel as intp, which has the pointer's size and calling convention.
+for _name in ("sgemm", "dgemm"):
+    llvmlite.binding.add_symbol(f"fastbp_{_name}", get_cython_function_address("scipy.linalg.cython_blas", _name))
+_sgemm = types.ExternalFunction("fastbp_sgemm", types.void(*([types.intp] * 13)))
+_dgemm = types.ExternalFunction("fastbp_dgemm", types.void(*([types.intp] * 13)))
+
+SCRATCH_BYTES = 64  # 2 chars at 0, six int32 at 8, two floats (alpha, beta) at 32
+
+
+@jit
+def gemm_accumulate(A, D, W, alpha, beta, scratch):
+    """``W <- beta * W + alpha * A.T @ D`` for C-contiguous A (m, k), D (m, n), W (k, n), one BLAS call.
+
+    ``scratch`` is a uint8 array of ``SCRATCH_BYTES`` bytes that holds the pointed-to arguments.
+    """
+    m, k = A.shape
+    n = D.shape[1]
+    scratch[0] = 78  # 'N': D^T as stored
+    scratch[1] = 84  # 'T': A^T as stored, transposed
+    ints = scratch[8:32].view(np.int32)
+    ints[0], ints[1], ints[2] = n, k, m  # M, N, K of the column-major product
+    ints[3], ints[4], ints[5] = n, k, n  # lda (D), ldb (A), ldc (W)
+    floats = scratch[32:48].view(W.dtype)
+    floats[0] = alpha
+    floats[1] = beta
+    p = scratch.ctypes.data
+    a, d, w, beta_at = A.ctypes.data, D.ctypes.data, W.ctypes.data, p + 32 + W.itemsize
+    if W.itemsize == 4:
+        _sgemm(p, p + 1, p + 8, p + 12, p + 16, p + 32, d, p + 20, a, p + 24, beta_at, w, p + 28)
+    else:
+        _dgemm(p, p + 1, p + 8, p + 12, p + 16, p + 32, d, p + 20, a, p + 24, beta_at, w, p + 28)
