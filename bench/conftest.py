@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workloads import load_data  # noqa: E402
+from fastbp.benchmarks import load_data  # noqa: E402
 
 
 def pytest_addoption(parser):

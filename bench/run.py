@@ -33,7 +33,8 @@ def load(path: Path) -> dict:
 
 
 def format_table(table: dict) -> str:
-    head = ["optimizer", "batch", "dtype", "floor s", "fastbp s", "fastbp/floor", "estimator/floor"]
+    head = ["optimizer", "batch", "dtype", "floor s", "fastbp s", "fastbp/floor", "fastbp/update floor"]
+    head += ["estimator/floor"]
     head += [f"fastbp/{r}" for r in RIVALS] + [f"{r}/floor" for r in RIVALS]
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     order = {"sgd": 0, "adam": 1}
@@ -45,7 +46,8 @@ def format_table(table: dict) -> str:
             return f"{a / b:.2f}" if a and b else "-"
 
         cells = [key[0], str(key[1]), key[2], f"{floor:.3f}" if floor else "-", f"{fast:.3f}" if fast else "-"]
-        cells += [ratio(fast, floor), ratio(row.get("fastbp_estimator"), floor)]
+        cells += [ratio(fast, floor), ratio(fast, row.get("gemm_floor_with_update"))]
+        cells += [ratio(row.get("fastbp_estimator"), floor)]
         cells += [ratio(fast, row.get(r)) for r in RIVALS] + [ratio(row.get(r), floor) for r in RIVALS]
         if "fastbp_shuffled" in row:
             cells[4] += f" (shuffled {row['fastbp_shuffled']:.3f})"
@@ -91,7 +93,11 @@ def main(argv=None) -> int:
         out.mkdir(exist_ok=True)
         path = out / ("epoch-quick.json" if args.quick else "epoch.json")
         cmd = [sys.executable, "-m", "pytest", str(HERE), "-q", "-p", "no:cacheprovider", f"--benchmark-json={path}"]
-        cmd += ["--benchmark-columns=min,mean,rounds"] + (["--quick"] if args.quick else []) + (["-k", args.k] if args.k else [])
+        cmd += (
+            ["--benchmark-columns=min,mean,rounds"]
+            + (["--quick"] if args.quick else [])
+            + (["-k", args.k] if args.k else [])
+        )
         code = subprocess.call(cmd)
         if code != 0:
             return code

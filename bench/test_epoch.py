@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from workloads import COMPETITORS, has
+
+from fastbp.benchmarks import COMPETITORS, has
 
 ROWS = [(opt, bs) for opt in ("sgd", "adam") for bs in (32, 128, 512)]
 
@@ -32,7 +33,7 @@ def test_epoch(benchmark, datasets, quick, competitor, optimizer, batch_size, dt
 
 def test_epoch_shuffled(benchmark, datasets, quick):
     """fastbp with shuffle=True at Adam batch 128 (compare with the unshuffled row: target <= 5% more)."""
-    from workloads import fastbp_network
+    from fastbp.benchmarks import fastbp_network
 
     data = datasets(np.float32)
     epoch = fastbp_network(data, 128, "adam", shuffle=True)

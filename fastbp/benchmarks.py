@@ -1,6 +1,6 @@
 """The benchmark workload and every competitor, as plain functions that run one epoch.
 
-Shared by the pytest-benchmark suite (``test_epoch.py``) and the report. Each ``make_*`` returns a
+Shared by the pytest-benchmark suite (``bench/``) and ``fastbp bench`` (:func:`quick_table`). Each ``make_*`` returns a
 zero-argument callable that trains one epoch of 784-256-128-10 (ReLU, softmax cross-entropy) on the
 prepared data, with no shuffling and no L2, so every competitor does the same arithmetic on the same rows.
 """
@@ -15,7 +15,9 @@ import numpy as np
 
 import fastbp
 from fastbp import reference
+from fastbp._jit import jit
 from fastbp.datasets import make_mnist_like
+from fastbp.kernels.blas import gemm_accumulate
 
 SIZES = (784, 256, 128, 10)
 LEARNING_RATE = {"sgd": 0.01, "adam": 0.001}
@@ -205,7 +207,9 @@ def jax_scan(data: Data, batch_size: int, optimizer: str):
     n_full = data.X.shape[0] // batch_size * batch_size
     Xs = jnp.asarray(data.X[:n_full]).reshape(-1, batch_size, 784)
     Ys = jnp.asarray(data.Y[:n_full]).reshape(-1, batch_size, 10)
-    rest = (jnp.asarray(data.X[n_full:])[None], jnp.asarray(data.Y[n_full:])[None]) if n_full < data.X.shape[0] else None
+    rest = (
+        (jnp.asarray(data.X[n_full:])[None], jnp.asarray(data.Y[n_full:])[None]) if n_full < data.X.shape[0] else None
+    )
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
     state = [(params, zeros, zeros, 0) if optimizer == "adam" else params]
 
@@ -219,8 +223,74 @@ def jax_scan(data: Data, batch_size: int, optimizer: str):
     return epoch
 
 
+def gemm_floor_with_update(data: Data, batch_size: int, optimizer: str):
+    """The floor's products, but the weight gradients accumulate into W (``W += a A.T @ D``) as any step must.
+
+    The bare floor never writes W; real training rewrites every weight each step, and the next step's
+    products then read the new W. This is the least any optimizer can cost: plain SGD in one gemm per layer.
+    Compiled, so that every product goes to the same BLAS library as fastbp's (numba calls scipy's OpenBLAS;
+    interleaving it with numpy's, which has its own thread pool, made each call ~30x slower).
+    """
+    dt = data.dtype
+    rng = np.random.default_rng(0)
+    W0, W1, W2 = [rng.uniform(-0.05, 0.05, (a, b)).astype(dt) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    buffers = [np.empty((batch_size, k), dt) for k in (256, 128, 10, 128, 256)]
+    scratch = np.zeros(64, np.uint8)
+
+    def epoch():
+        _update_floor_epoch(data.X, W0, W1, W2, batch_size, *buffers, scratch)
+
+    return epoch
+
+
+@jit
+def _update_floor_epoch(X, W0, W1, W2, batch_size, A1, A2, A3, D2, D1, scratch):
+    alpha, one = W0.dtype.type(-1e-9), W0.dtype.type(1)
+    for start in range(0, X.shape[0] - batch_size + 1, batch_size):  # full batches; the floor's shapes
+        Xb = X[start : start + batch_size]
+        np.dot(Xb, W0, A1)
+        np.dot(A1, W1, A2)
+        np.dot(A2, W2, A3)
+        np.dot(A3, W2.T, D2)
+        gemm_accumulate(A2, A3, W2, alpha, one, scratch)
+        np.dot(D2, W1.T, D1)
+        gemm_accumulate(A1, D2, W1, alpha, one, scratch)
+        gemm_accumulate(Xb, D1, W0, alpha, one, scratch)
+
+
+def quick_table(n_samples: int = 12000, rounds: int = 2, competitors=None, out=print) -> list[dict]:
+    """Time one epoch of every competitor at every row (float32) and print fastbp's ratios.
+
+    The in-process version of ``bench/run.py --quick`` behind ``fastbp bench`` (no pytest-benchmark needed).
+    Returns one dict per row with each competitor's best time in seconds.
+    """
+    import time
+
+    data = load_data(n_samples, np.float32)
+    names = competitors or [c for c, (_, module) in COMPETITORS.items() if module is None or has(module)]
+    rows = []
+    out(f"one epoch, {SIZES}, {n_samples} rows, float32, best of {rounds}; ratios are fastbp / other")
+    out(f"{'optimizer':>9} {'batch':>5} {'fastbp s':>9} " + " ".join(f"{n:>16}" for n in names if n != "fastbp"))
+    for optimizer, batch_size in [(o, b) for o in ("sgd", "adam") for b in (32, 128, 512)]:
+        times = {}
+        for name in names:
+            epoch = COMPETITORS[name][0](data, batch_size, optimizer)
+            epoch()  # warm-up: compilation, caches
+            best = np.inf
+            for _ in range(rounds):
+                start = time.perf_counter()
+                epoch()
+                best = min(best, time.perf_counter() - start)
+            times[name] = best
+        rows.append({"optimizer": optimizer, "batch_size": batch_size, **times})
+        ratios = " ".join(f"{times['fastbp'] / times[n]:>16.2f}" for n in names if n != "fastbp")
+        out(f"{optimizer:>9} {batch_size:>5} {times['fastbp']:>9.3f} {ratios}")
+    return rows
+
+
 COMPETITORS = {
     "gemm_floor": (gemm_floor, None),
+    "gemm_floor_with_update": (gemm_floor_with_update, None),
     "fastbp": (fastbp_network, None),
     "fastbp_estimator": (fastbp_estimator, None),
     "numpy_reference": (numpy_reference, None),
