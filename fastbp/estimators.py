@@ -229,7 +229,7 @@ class _BaseMLP(BaseEstimator):
                 self.loss_ = loss
                 self.t_ += n_samples
                 self.loss_curve_.append(loss)
-                if self._end_of_epoch(validation, time.perf_counter() - started):
+                if self._end_of_epoch(validation, time.perf_counter() - started, n_samples):
                     break
                 if incremental:
                     break
@@ -245,7 +245,7 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping:
             net.params[:] = self._best_params
 
-    def _end_of_epoch(self, validation, seconds: float) -> bool:
+    def _end_of_epoch(self, validation, seconds: float, n_samples: int) -> bool:
         """Record the epoch, update the schedule and the stopping rule; True when training should stop."""
         if validation is not None:
             X_val, y_val, sw_val = validation
@@ -261,7 +261,8 @@ class _BaseMLP(BaseEstimator):
         self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
         if self.verbose:
             extra = f", validation score = {self.validation_scores_[-1]:.6f}" if validation is not None else ""
-            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}{extra}, {seconds:.2f} s")
+            speed = f"{seconds:.2f} s, {n_samples / max(seconds, 1e-9):,.0f} samples/s"
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}{extra}, {speed}")
         if self.solver == "sgd" and self.learning_rate == "invscaling":
             self._optimizer.learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
         if self._no_improvement_count < self.n_iter_no_change:
