@@ -38,6 +38,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from fastbp._interrupt import deferred_interrupt
 from fastbp.network import DivergenceError, Network
 from fastbp.optimizers import SGD, Adam
 
@@ -205,6 +206,15 @@ class _BaseMLP(BaseEstimator):
         batch_size = self._batch_size(n_samples)
         workspace = net.workspace(batch_size)
         order = np.arange(n_samples)
+        with deferred_interrupt() as interrupted:
+            self._epoch_loop(
+                net, X, Y, sample_weight, incremental, validation, batch_size, workspace, order, interrupted
+            )
+        if self.early_stopping:
+            net.params[:] = self._best_params
+
+    def _epoch_loop(self, net, X, Y, sample_weight, incremental, validation, batch_size, workspace, order, interrupted):
+        n_samples = X.shape[0]
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
@@ -231,6 +241,9 @@ class _BaseMLP(BaseEstimator):
                 self.loss_curve_.append(loss)
                 if self._end_of_epoch(validation, time.perf_counter() - started, n_samples):
                     break
+                if interrupted():
+                    warnings.warn("Training interrupted by user.", stacklevel=4)
+                    break
                 if incremental:
                     break
                 if self.n_iter_ == self.max_iter:
@@ -240,10 +253,8 @@ class _BaseMLP(BaseEstimator):
                         ConvergenceWarning,
                         stacklevel=3,
                     )
-        except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=3)
-        if self.early_stopping:
-            net.params[:] = self._best_params
+        except KeyboardInterrupt:  # a second Ctrl-C: the epoch in flight was rolled back by Network
+            warnings.warn("Training interrupted by user.", stacklevel=4)
 
     def _end_of_epoch(self, validation, seconds: float, n_samples: int) -> bool:
         """Record the epoch, update the schedule and the stopping rule; True when training should stop."""

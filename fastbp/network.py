@@ -355,36 +355,40 @@ class Network:
         beta_1, beta_2, epsilon = (
             (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) if code == ADAM else (0.0, 0.0, 0.0)
         )
-        total, done, t = _epoch.train_epoch(
-            X,
-            Y,
-            sample_weight,
-            order,
-            batch_size,
-            self.params,
-            workspace.grads,
-            self.layers,
-            self._hidden_codes,
-            self._output_code,
-            self.n_weights,
-            dt(alpha),
-            code,
-            dt(optimizer.learning_rate),
-            dt(momentum),
-            bool(nesterov),
-            dt(beta_1),
-            dt(beta_2),
-            dt(epsilon),
-            optimizer.t if code == ADAM else 0,
-            state_a,
-            state_b,
-            workspace.X_batch,
-            workspace.Y_batch,
-            workspace.weight_batch,
-            workspace.acts,
-            workspace.delta_a,
-            workspace.delta_b,
-        )
+        try:
+            total, done, t = _epoch.train_epoch(
+                X,
+                Y,
+                sample_weight,
+                order,
+                batch_size,
+                self.params,
+                workspace.grads,
+                self.layers,
+                self._hidden_codes,
+                self._output_code,
+                self.n_weights,
+                dt(alpha),
+                code,
+                dt(optimizer.learning_rate),
+                dt(momentum),
+                bool(nesterov),
+                dt(beta_1),
+                dt(beta_2),
+                dt(epsilon),
+                optimizer.t if code == ADAM else 0,
+                state_a,
+                state_b,
+                workspace.X_batch,
+                workspace.Y_batch,
+                workspace.weight_batch,
+                workspace.acts,
+                workspace.delta_a,
+                workspace.delta_b,
+            )
+        except BaseException:  # e.g. KeyboardInterrupt raised as the call returns: keep the old state
+            self.params[...], state_a[...], state_b[...] = backup
+            raise
         if done < n or not np.isfinite(self.params).all():  # plain SGD without L2 tracks no weight norm
             self.params[...], state_a[...], state_b[...] = backup
             raise DivergenceError(

@@ -18,7 +18,7 @@ Optimizer state is flushed to zero once it falls below the smallest normal float
 whose gradient is exactly zero (a dead ReLU) decays its momentum by ``beta_1`` every step; after ~800 steps it
 reaches the subnormal range, where every multiply takes a microcode assist on x86. Measured: Adam at batch 32
 went from 620 us per step in the first 200 steps to 3,000 us averaged over the epoch, and back to a steady
-~620 us with the flush (``python bench/subnormals.py``). Setting the CPU's flush-to-zero mode would change the
+~620 us with the flush (docs/design.md). Setting the CPU's flush-to-zero mode would change the
 whole process's arithmetic; flushing the state alone changes an update by less than ``lr * tiny / epsilon``.
 """
 
