@@ -26,6 +26,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -46,6 +47,11 @@ _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _NON_FINITE = (
     "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
 )
+
+
+def _contiguous(X):
+    """C-contiguous dense X (a copy only if needed); sparse X as CSR, never densified."""
+    return X.tocsr() if scipy.sparse.issparse(X) else np.ascontiguousarray(X)
 
 
 class _BaseMLP(BaseEstimator):
@@ -100,9 +106,9 @@ class _BaseMLP(BaseEstimator):
 
     def _forward(self, X, check_input: bool = True) -> np.ndarray:
         if check_input:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
         net = self._network()
-        return net.forward(np.asarray(X, dtype=net.dtype))
+        return net.forward(X.astype(net.dtype, copy=False))
 
     # -- fit ------------------------------------------------------------------------------------------------
     def _fit(self, X, y, sample_weight=None, incremental=False):
@@ -115,7 +121,7 @@ class _BaseMLP(BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
         Y = np.ascontiguousarray(Y.reshape(len(Y), -1), dtype=X.dtype)
-        X = np.ascontiguousarray(X)
+        X = _contiguous(X)
         self.n_outputs_ = Y.shape[1]
         layer_units = [X.shape[1], *hidden, self.n_outputs_]
         self._random_state = check_random_state(self.random_state)
@@ -183,7 +189,7 @@ class _BaseMLP(BaseEstimator):
                 "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
             )
         y_val = self._decode(Y_val)
-        return np.ascontiguousarray(X_train), np.ascontiguousarray(Y_train), sw_train, (X_val, y_val, sw_val)
+        return _contiguous(X_train), np.ascontiguousarray(Y_train), sw_train, (X_val, y_val, sw_val)
 
     def _batch_size(self, n_samples: int) -> int:
         if self.batch_size == "auto":
@@ -350,7 +356,9 @@ class _BaseMLP(BaseEstimator):
         return score_function(y, y_pred, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
-        return super().__sklearn_tags__()
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -456,7 +464,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     loss = "log_loss"
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], multi_output=True, dtype=(np.float64, np.float32), reset=reset
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
@@ -648,7 +658,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.max_fun = max_fun
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            y_numeric=True,
+            dtype=(np.float64, np.float32),
+            reset=reset,
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 
 from fastbp.kernels import epoch as _epoch
 from fastbp.kernels.activations import ACTIVATION_CODES
@@ -39,6 +40,7 @@ class Workspace:
     delta_a: np.ndarray
     delta_b: np.ndarray
     grads: np.ndarray
+    sparse_batch: tuple | None = None  # CSR gather buffers, sized by the first epoch that needs them
 
 
 class Network:
@@ -168,29 +170,38 @@ class Network:
         return self
 
     # -- validation -----------------------------------------------------------------------------------------
-    def _check_X(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X)
+    def _check_X(self, X) -> tuple[np.ndarray | tuple, int]:
+        """(X as the kernels take it, number of rows): a C-contiguous array, or a CSR tuple for sparse X.
+
+        Sparse X becomes CSR (a copy only if it was not CSR already); it is never densified.
+        """
+        sparse = scipy.sparse.issparse(X)
+        X = X if sparse else np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
             raise ValueError(f"X must have shape (n_samples, {self.layer_sizes[0]}), got {X.shape}")
         if X.dtype != self.dtype:
             raise TypeError(f"X has dtype {X.dtype} but the network is {self.dtype}: convert one of them")
-        return np.ascontiguousarray(X)
+        if not sparse:
+            return np.ascontiguousarray(X), X.shape[0]
+        X = X.tocsr()
+        parts = (np.ascontiguousarray(X.data), np.ascontiguousarray(X.indices), np.ascontiguousarray(X.indptr))
+        return (*parts, np.int64(X.shape[1])), X.shape[0]
 
     def _check_targets(self, X, Y, sample_weight):
-        X = self._check_X(X)
+        X, n = self._check_X(X)
         Y = np.asarray(Y)
         if Y.ndim == 1:
             Y = Y.reshape(-1, 1)
-        if Y.shape != (X.shape[0], self.layer_sizes[-1]):
-            raise ValueError(f"Y must have shape ({X.shape[0]}, {self.layer_sizes[-1]}), got {Y.shape}")
+        if Y.shape != (n, self.layer_sizes[-1]):
+            raise ValueError(f"Y must have shape ({n}, {self.layer_sizes[-1]}), got {Y.shape}")
         Y = np.ascontiguousarray(Y, dtype=self.dtype)
         if sample_weight is None:
             sample_weight = np.empty(0, dtype=self.dtype)
         else:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=self.dtype)
-            if sample_weight.shape != (X.shape[0],):
-                raise ValueError(f"sample_weight must have shape ({X.shape[0]},), got {sample_weight.shape}")
-        return X, Y, sample_weight
+            if sample_weight.shape != (n,):
+                raise ValueError(f"sample_weight must have shape ({n},), got {sample_weight.shape}")
+        return X, n, Y, sample_weight
 
     # -- compiled calls -------------------------------------------------------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:
@@ -204,15 +215,20 @@ class Network:
         -------
         ndarray of shape (n_samples, layer_sizes[-1])
         """
-        X = self._check_X(X)
-        n = X.shape[0]
+        X, n = self._check_X(X)
         out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
         capacity = min(n, PREDICT_CHUNK_ROWS)
         acts = np.empty(capacity * sum(self.layer_sizes[1:]), dtype=self.dtype)
         for start in range(0, n, capacity):
             stop = min(n, start + capacity)
             out[start:stop] = network_forward(
-                X[start:stop], self.params, self.layers, self._hidden_codes, self._output_code, acts, capacity
+                _row_range(X, start, stop),
+                self.params,
+                self.layers,
+                self._hidden_codes,
+                self._output_code,
+                acts,
+                capacity,
             )
         return out
 
@@ -240,8 +256,7 @@ class Network:
         gradient : ndarray of shape (n_params,)
             Same layout as ``params``.
         """
-        X, Y, sample_weight = self._check_targets(X, Y, sample_weight)
-        n = X.shape[0]
+        X, n, Y, sample_weight = self._check_targets(X, Y, sample_weight)
         width = max(self.layer_sizes[1:])
         grads = np.empty_like(self.params)
         loss = _epoch.loss_and_gradient(
@@ -323,8 +338,7 @@ class Network:
             If a loss or parameter became inf or NaN; the parameters and optimizer state are restored to
             their values before the epoch.
         """
-        X, Y, sample_weight = self._check_targets(X, Y, sample_weight)
-        n = X.shape[0]
+        X, n, Y, sample_weight = self._check_targets(X, Y, sample_weight)
         if n == 0:
             raise ValueError("X has no rows")
         batch_size = int(batch_size)
@@ -379,9 +393,10 @@ class Network:
                 optimizer.t if code == ADAM else 0,
                 state_a,
                 state_b,
-                workspace.X_batch,
+                _gather_buffer(X, order, batch_size, workspace),
                 workspace.Y_batch,
                 workspace.weight_batch,
+                workspace.batch_size,
                 workspace.acts,
                 workspace.delta_a,
                 workspace.delta_b,
@@ -398,6 +413,29 @@ class Network:
         if code == ADAM:
             optimizer.t = int(t)
         return total / n
+
+
+def _row_range(X, start: int, stop: int):
+    """Rows start:stop of a dense array or CSR tuple (a view; CSR offsets stay absolute)."""
+    if isinstance(X, tuple):
+        return X[0], X[1], X[2][start : stop + 1], X[3]
+    return X[start:stop]
+
+
+def _gather_buffer(X, order: np.ndarray, batch_size: int, workspace: Workspace):
+    """The buffer the epoch kernel gathers shuffled batches into: dense rows, or CSR arrays sized this epoch."""
+    if not isinstance(X, tuple):
+        return workspace.X_batch
+    data, indices, indptr, _ = X
+    need = 0
+    if order.size:  # the largest number of stored values in any batch of this epoch's order
+        row_counts = np.diff(indptr)[order]
+        need = int(np.add.reduceat(row_counts, np.arange(0, order.size, batch_size)).max())
+    held = workspace.sparse_batch
+    if held is None or held[0].size < need or held[1].dtype != indices.dtype:
+        held = (np.empty(need, data.dtype), np.empty(need, indices.dtype), np.empty(batch_size + 1, indptr.dtype))
+        workspace.sparse_batch = held
+    return held
 
 
 def _as_generator(rng) -> np.random.Generator | np.random.RandomState:

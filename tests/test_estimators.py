@@ -40,6 +40,7 @@ EARLY_STOPPING_FAILURES = {
         "repeating rows changes the validation split, so weights and repeats see different data (scikit-learn "
         "fails it too with random_state=0)"
     ),
+    "check_sample_weight_equivalence_on_sparse_data": "the same, for sparse input (as scikit-learn)",
 }
 LBFGS_FAILURES = {
     "check_classifiers_multilabel_output_format_predict_proba": (
@@ -306,3 +307,22 @@ def test_divergence_raises_and_keeps_finite_weights():
     with pytest.raises(fastbp.DivergenceError, match="non-finite"):
         reg.fit(X * 100, y * 1e3)
     assert all(np.isfinite(c).all() for c in reg.coefs_)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_sparse_input_gives_the_dense_model(fmt, solver):
+    """Sparse X goes through a compiled sparse x dense first layer (never densified), same result as dense."""
+    import scipy.sparse
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 30)) * (rng.random((120, 30)) < 0.2)
+    y = (X[:, :3].sum(axis=1) > 0).astype(int)
+    kw = {"hidden_layer_sizes": (7,), "solver": solver, "max_iter": 5, "random_state": 0, "batch_size": 16}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense = MLPClassifier(**kw).fit(X, y)
+        sparse = MLPClassifier(**kw).fit(scipy.sparse.csr_matrix(X).asformat(fmt), y)
+    for a, b in zip(dense.coefs_, sparse.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(dense.predict_proba(X), sparse.predict_proba(scipy.sparse.csr_matrix(X)), rtol=1e-9)

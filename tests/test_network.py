@@ -184,3 +184,25 @@ def test_bad_inputs_are_refused():
         net.train_epoch(X, Y, 3, fastbp.SGD(), order=np.zeros(10, dtype=int))
     with pytest.raises(ValueError, match="sample_weight"):
         net.train_epoch(X, Y, 3, fastbp.SGD(), sample_weight=np.ones(3))
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_sparse_input_matches_dense(dtype, name, shuffle):
+    import scipy.sparse
+
+    rng = np.random.default_rng(5)
+    X = (rng.normal(size=(37, 9)) * (rng.random((37, 9)) < 0.25)).astype(dtype)
+    X[3] = 0  # an empty row
+    net, _, Y, w = make_problem((9, 6, 4), "tanh", "softmax", 37, dtype, weighted=True)
+    twin = fastbp.Network((9, 6, 4), "tanh", "softmax", dtype=dtype)
+    twin.params[:] = net.params
+    make_fast, _ = OPTIMIZERS[name]
+    opt, twin_opt = make_fast(), make_fast()
+    for epoch in range(2):
+        loss = net.train_epoch(X, Y, 5, opt, shuffle, rng=epoch, sample_weight=w, alpha=0.1)
+        csr = scipy.sparse.csr_matrix(X)
+        twin_loss = twin.train_epoch(csr, Y, 5, twin_opt, shuffle, rng=epoch, sample_weight=w, alpha=0.1)
+        assert twin_loss == pytest.approx(loss, rel=tolerance(dtype))
+    assert rel_error(twin.params, net.params) < 10 * tolerance(dtype)
+    assert rel_error(twin.forward(scipy.sparse.csc_matrix(X)), net.forward(X)) < tolerance(dtype)

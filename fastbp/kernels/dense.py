@@ -21,7 +21,7 @@ import numpy as np
 
 from fastbp._jit import jit
 from fastbp.kernels.activations import activation_backward, bias_activation_forward
-from fastbp.kernels.blas import gemm_accumulate
+from fastbp.kernels.inputs import input_times, input_transpose_times, n_rows
 from fastbp.kernels.losses import output_forward, output_loss_backward
 from fastbp.kernels.optimizers import NO_UPDATE, SGD, squared_norm, update_range
 
@@ -61,12 +61,12 @@ def activation_offset(layers, l, capacity):
 @jit
 def network_forward(X, params, layers, hidden_codes, output_code, acts, capacity):
     """Forward pass over the m rows of X; layer l's outputs go to ``acts``. Returns the output view."""
-    m = X.shape[0]
+    m = n_rows(X)
     last = layers.shape[0] - 1
     for l in range(last + 1):
         Z = rows(acts, activation_offset(layers, l, capacity), m, layers[l, FAN_OUT])
-        if l == 0:  # X is kept apart from the scratch views: it may be read-only (a memmap)
-            np.dot(X, weights(params, layers, 0), Z)
+        if l == 0:  # X is kept apart from the scratch views: it may be read-only (a memmap) or CSR
+            input_times(X, weights(params, layers, 0), Z)
         else:
             A_prev = rows(acts, activation_offset(layers, l - 1, capacity), m, layers[l, FAN_IN])
             np.dot(A_prev, weights(params, layers, l), Z)
@@ -85,17 +85,15 @@ def layer_gradient_step(A_prev, delta, params, grads, state_a, state_b, layers, 
     A_prev.T @ delta`` in place. Every other optimizer gets the gradient in ``grads`` and one fused pass over
     W and b. Returns the squared norms of the new W (0 for plain SGD without L2, where nothing needs it) and b.
     """
-    zero = params.dtype.type(0)
+    zero, one = params.dtype.type(0), params.dtype.type(1)
     code, learning_rate, momentum = step[0], step[1], step[2]
     W = weights(params, layers, l)
     if code == SGD and momentum == 0:
         scale = step[7]
-        gemm_accumulate(
-            A_prev, delta, W, -learning_rate * scale, params.dtype.type(1) - learning_rate * l2, blas_scratch
-        )
+        input_transpose_times(A_prev, delta, W, -learning_rate * scale, one - learning_rate * l2, blas_scratch)
         w_sq = squared_norm(W.ravel()) if l2 > 0 else zero
     else:
-        np.dot(A_prev.T, delta, weights(grads, layers, l))
+        input_transpose_times(A_prev, delta, weights(grads, layers, l), one, zero, blas_scratch)
         if code == NO_UPDATE:
             return zero, zero
         w_start = layers[l, W_OFFSET]
@@ -137,12 +135,12 @@ def network_forward_backward(
     -------
     (weighted sum of per-sample losses, squared norm of the new weights, of the new biases)
     """
-    m = X.shape[0]
+    m = n_rows(X)
     last = layers.shape[0] - 1
     for l in range(last + 1):
         Z = rows(acts, activation_offset(layers, l, capacity), m, layers[l, FAN_OUT])
         if l == 0:
-            np.dot(X, weights(params, layers, 0), Z)
+            input_times(X, weights(params, layers, 0), Z)
         else:
             A_prev = rows(acts, activation_offset(layers, l - 1, capacity), m, layers[l, FAN_IN])
             np.dot(A_prev, weights(params, layers, l), Z)

@@ -12,15 +12,8 @@ import numpy as np
 from fastbp._jit import jit
 from fastbp.kernels.blas import SCRATCH_BYTES
 from fastbp.kernels.dense import network_forward_backward
+from fastbp.kernels.inputs import input_gather, input_rows, n_rows
 from fastbp.kernels.optimizers import ADAM, NO_UPDATE, squared_norm
-
-
-@jit
-def gather_rows(source, order, start, m, target):
-    """``target[:m] = source[order[start:start + m]]``, returned as an (m, k) view of target."""
-    for r in range(m):
-        target[r, :] = source[order[start + r], :]
-    return target[:m]
 
 
 @jit
@@ -64,22 +57,24 @@ def train_epoch(
     X_batch,
     Y_batch,
     weight_batch,
+    capacity,
     acts,
     delta_a,
     delta_b,
 ):
     """Train one epoch; returns ``(sum over batches of batch_loss * batch_rows, rows done, adam_t)``.
 
-    ``order`` is the permutation of the rows (size 0: the rows in order, read in place without a copy).
+    ``X`` is a dense array or a CSR tuple (:mod:`fastbp.kernels.inputs`); ``X_batch`` the matching gather
+    buffer (a 2-D array, or CSR buffers), for ``capacity`` rows. ``order`` is the permutation of the rows
+    (size 0: the rows in order, read in place without a copy).
     ``sample_weight`` of size 0 means unit weights. ``state_a``/``state_b`` are the velocity (SGD) or the
     first and second moments (Adam). The epoch stops early, with ``rows done < n``, as soon as a batch's loss
     or the parameters stop being finite; the caller then discards the parameters.
     """
-    n = X.shape[0]
+    n = n_rows(X)
     dtype = params.dtype.type
     half_alpha = dtype(0.5) * alpha
     w_sq = squared_norm(params[:n_weights])  # the first batch's L2 penalty; later ones come from the update
-    capacity = X_batch.shape[0]
     blas_scratch = np.empty(SCRATCH_BYTES, dtype=np.uint8)
     total = 0.0
     start = 0
@@ -95,15 +90,15 @@ def train_epoch(
         step = (optimizer_code, step_size, momentum, nesterov, beta_1, beta_2, epsilon, scale)
         penalty = half_alpha * w_sq
         if order.shape[0] > 0:
-            Xb = gather_rows(X, order, start, m, X_batch)
-            Yb = gather_rows(Y, order, start, m, Y_batch)
+            Xb = input_gather(X, order, start, m, X_batch)
+            Yb = input_gather(Y, order, start, m, Y_batch)
             data_loss, w_sq, b_sq = network_forward_backward(
                 Xb, Yb, wb, params, grads, layers, hidden_codes, output_code, acts, capacity, delta_a, delta_b,
                 state_a, state_b, alpha * scale, step, blas_scratch,
             )  # fmt: skip
         else:  # two calls, not one with a shared variable: X may be read-only, the batch buffer is not
             data_loss, w_sq, b_sq = network_forward_backward(
-                X[start : start + m], Y[start : start + m], wb, params, grads, layers, hidden_codes, output_code,
+                input_rows(X, start, m), Y[start : start + m], wb, params, grads, layers, hidden_codes, output_code,
                 acts, capacity, delta_a, delta_b, state_a, state_b, alpha * scale, step, blas_scratch,
             )  # fmt: skip
         batch_loss = (data_loss + penalty) * scale
@@ -120,7 +115,7 @@ def loss_and_gradient(
 ):
     """Full-batch loss (with the L2 penalty) and its exact gradient, written into ``grads``."""
     dtype = params.dtype.type
-    m = X.shape[0]
+    m = n_rows(X)
     no_order = np.empty(0, dtype=np.int64)
     weights, sw_sum = batch_weights(sample_weight, no_order, 0, m, np.empty(m, dtype=params.dtype))
     zero = dtype(0)
