@@ -3,6 +3,19 @@
 from fastbp.estimators import MLPClassifier, MLPRegressor
 from fastbp.network import DivergenceError, Network, Workspace
 from fastbp.optimizers import SGD, Adam
+from fastbp.persistence import ModelFileError, load, save
 
 __version__ = "0.1.0"
-__all__ = ["Adam", "DivergenceError", "MLPClassifier", "MLPRegressor", "Network", "SGD", "Workspace", "__version__"]
+__all__ = [
+    "Adam",
+    "DivergenceError",
+    "MLPClassifier",
+    "MLPRegressor",
+    "ModelFileError",
+    "Network",
+    "SGD",
+    "Workspace",
+    "__version__",
+    "load",
+    "save",
+]

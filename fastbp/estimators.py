@@ -273,8 +273,9 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = score
                 self._best_params = self._net.params.copy()
         else:
-            improved = self.loss_curve_[-1] <= self.best_loss_ - self.tol
-            self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
+            best = np.inf if self.best_loss_ is None else self.best_loss_  # None after an early-stopping fit
+            improved = self.loss_curve_[-1] <= best - self.tol
+            self.best_loss_ = min(best, self.loss_curve_[-1])
         self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
         if self.verbose:
             extra = f", validation score = {self.validation_scores_[-1]:.6f}" if validation is not None else ""
