@@ -1,0 +1,180 @@
+"""Determinism, concurrency, memory, and the bad-input table of docs/bad-input.md (one test per row)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+import fastbp
+
+SCRIPT = textwrap.dedent(
+    """
+    import hashlib, warnings
+    import numpy as np
+    from fastbp import MLPClassifier
+    from fastbp.datasets import make_mnist_like
+    warnings.simplefilter("ignore")
+    X, y = make_mnist_like(3000, n_features=64, random_state=0)
+    for solver in ("adam", "sgd"):
+        clf = MLPClassifier((32, 16), solver=solver, max_iter=3, random_state=7).fit(X, y)
+        print(hashlib.sha256(b"".join(c.tobytes() for c in clf.coefs_ + clf.intercepts_)).hexdigest())
+    """
+)
+
+
+def test_same_seed_gives_bitwise_identical_weights_across_processes():
+    runs = [
+        subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300) for _ in range(2)
+    ]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout.split()) == 2
+
+
+def test_predictions_from_eight_threads_match_serial_while_another_model_trains():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(3000, 20)), rng.integers(0, 4, 3000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = fastbp.MLPClassifier((32,), max_iter=5, random_state=0).fit(X, y)
+    expected = model.predict_proba(X)
+    other = fastbp.MLPClassifier((16,), max_iter=20, random_state=1)
+    results, errors = [], []
+
+    def predict():
+        try:
+            for _ in range(20):
+                results.append(model.predict_proba(X))
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    def train():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            other.fit(X, y)
+
+    threads = [threading.Thread(target=predict) for _ in range(8)] + [threading.Thread(target=train)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors and len(results) == 160
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
+    np.testing.assert_array_equal(model.predict_proba(X), expected)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_repeated_fits_do_not_grow_memory():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(500, 30)), rng.integers(0, 3, 500)
+
+    def fit_and_predict():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fastbp.MLPClassifier((20,), max_iter=3, random_state=0).fit(X, y).predict_proba(X)
+
+    for _ in range(20):  # warm-up: compilation, caches, allocator pools
+        fit_and_predict()
+    before = _rss_mb()
+    for _ in range(100):
+        fit_and_predict()
+    assert _rss_mb() - before < 20
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X[:100] / 16, y[:100]
+
+
+# One row per line of docs/bad-input.md: (what, call, expected exception, words the message must contain)
+BAD_INPUT = [
+    ("NaN in X", lambda X, y: fastbp.MLPClassifier().fit(np.where(X == 0, np.nan, X), y), ValueError, "NaN"),
+    ("inf in X", lambda X, y: fastbp.MLPClassifier().fit(np.where(X == 0, np.inf, X), y), ValueError, "infinity"),
+    ("NaN in y", lambda X, y: fastbp.MLPRegressor().fit(X, np.where(y == 0, np.nan, y)), ValueError, "NaN"),
+    ("1-D X", lambda X, y: fastbp.MLPClassifier().fit(X[:, 0], y), ValueError, "2D array"),
+    ("X and y lengths differ", lambda X, y: fastbp.MLPClassifier().fit(X, y[:-1]), ValueError, "inconsistent"),
+    ("empty X", lambda X, y: fastbp.MLPClassifier().fit(X[:0], y[:0]), ValueError, "0 sample"),
+    (
+        "strings in X",
+        lambda X, y: fastbp.MLPClassifier().fit(np.full(X.shape, "a", dtype=object), y),
+        ValueError,
+        "convert",
+    ),
+    ("complex X", lambda X, y: fastbp.MLPClassifier().fit(X + 1j, y), ValueError, "Complex"),
+    ("continuous y, classifier", lambda X, y: fastbp.MLPClassifier().fit(X, y + 0.5), ValueError, "Unknown label"),
+    ("negative y, poisson", lambda X, y: fastbp.MLPRegressor(loss="poisson").fit(X, -y - 1.0), ValueError, "negative"),
+    ("wrong feature count", lambda X, y: _fitted().predict(X[:, :10]), ValueError, "features"),
+    ("labels unseen at partial_fit", lambda X, y: _fitted().partial_fit(X, y + 100), ValueError, "classes"),
+    ("negative sample weight", lambda X, y: fastbp.MLPClassifier().fit(X, y, -np.ones(len(y))), ValueError, "egative"),
+    ("NaN sample weight", lambda X, y: fastbp.MLPClassifier().fit(X, y, np.full(len(y), np.nan)), ValueError, "NaN"),
+    ("all-zero sample weights", lambda X, y: fastbp.MLPClassifier().fit(X, y, np.zeros(len(y))), ValueError, "zero"),
+    ("batch_size 0", lambda X, y: fastbp.MLPClassifier(batch_size=0).fit(X, y), ValueError, "batch_size"),
+    ("hidden_layer_sizes with a 0", lambda X, y: fastbp.MLPClassifier((5, 0)).fit(X, y), ValueError, "hidden_layer"),
+    ("learning rate 0", lambda X, y: fastbp.MLPClassifier(learning_rate_init=0).fit(X, y), ValueError, "learning_rate"),
+    (
+        "negative learning rate",
+        lambda X, y: fastbp.MLPClassifier(learning_rate_init=-1).fit(X, y),
+        ValueError,
+        "learning",
+    ),
+    ("max_iter 0", lambda X, y: fastbp.MLPClassifier(max_iter=0).fit(X, y), ValueError, "max_iter"),
+    ("unknown activation", lambda X, y: fastbp.MLPClassifier(activation="swish").fit(X, y), ValueError, "activation"),
+    ("predict before fit", lambda X, y: fastbp.MLPClassifier().predict(X), Exception, "not fitted"),
+]
+
+
+def _fitted():
+    X, y = _digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return fastbp.MLPClassifier((5,), max_iter=1).fit(X, y)
+
+
+@pytest.mark.parametrize("what, call, error, words", BAD_INPUT, ids=[row[0] for row in BAD_INPUT])
+def test_bad_input_table(what, call, error, words):
+    X, y = _digits()
+    X_before, y_before = X.copy(), y.copy()
+    with pytest.raises(error, match=words):
+        call(X, y)
+    np.testing.assert_array_equal(X, X_before)  # nothing the user passed is written to
+    np.testing.assert_array_equal(y, y_before)
+
+
+def test_inputs_are_never_written_to():
+    X, y = _digits()
+    X.setflags(write=False)
+    y.setflags(write=False)
+    w = np.ones(len(y))
+    w.setflags(write=False)
+    digest = hashlib.sha256(X.tobytes() + y.tobytes() + w.tobytes()).hexdigest()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for solver in ("sgd", "adam", "lbfgs"):
+            model = fastbp.MLPClassifier((5,), solver=solver, max_iter=2).fit(X, y, sample_weight=w)
+            model.predict_proba(X)
+        fastbp.MLPClassifier((5,), max_iter=2, early_stopping=True).fit(X, y, sample_weight=w)
+    assert hashlib.sha256(X.tobytes() + y.tobytes() + w.tobytes()).hexdigest() == digest
+
+
+def test_one_class_trains_and_predicts_that_class():
+    """As scikit-learn: not an error (a pipeline may see one class in a fold); the class is predicted."""
+    X, y = _digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = fastbp.MLPClassifier((5,), max_iter=5).fit(X, np.full(len(y), 7))
+    assert (model.predict(X) == 7).all()
