@@ -32,6 +32,28 @@ def load(path: Path) -> dict:
     return table
 
 
+def other_results(path: Path) -> list[str]:
+    """Prediction, start-up and memory lines from the same JSON file (bench/test_predict.py)."""
+    groups: dict = defaultdict(dict)
+    lines = []
+    for bench in json.loads(path.read_text())["benchmarks"]:
+        info = bench["extra_info"]
+        if "prediction" in info:
+            groups[bench["group"]][info["prediction"]] = bench["stats"]["min"]
+        elif "import_to_first_step_s" in info:
+            lines.append(
+                f"start-up, import to first training step (warm cache): {info['import_to_first_step_s']:.2f} s"
+            )
+        elif "growth_mb" in info:
+            lines.append(f"fit peak memory above X ({info['x_mb']:.0f} MB of float32): {info['growth_mb']:.0f} MB")
+    for group, times in sorted(groups.items()):
+        fast = times.get("fastbp")
+        parts = [f"{name} {seconds * 1e6:,.0f} us" for name, seconds in sorted(times.items())]
+        ratios = [f"fastbp/{name} {fast / seconds:.2f}" for name, seconds in sorted(times.items()) if name != "fastbp"]
+        lines.append(f"{group}: " + ", ".join(parts) + " (" + ", ".join(ratios) + ")")
+    return lines
+
+
 def format_table(table: dict) -> str:
     head = ["optimizer", "batch", "dtype", "floor s", "fastbp s", "fastbp/floor", "fastbp/update floor"]
     head += ["estimator/floor"]
@@ -103,6 +125,7 @@ def main(argv=None) -> int:
             return code
     table = load(path)
     print(format_table(table))
+    print("\n".join(other_results(path)))
     chart(table, path.with_suffix(".png"))
     return 0
 

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
@@ -37,7 +37,7 @@ from sklearn.utils import shuffle as shuffle_rows
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from fastbp._interrupt import deferred_interrupt
 from fastbp.network import DivergenceError, Network
@@ -104,11 +104,35 @@ class _BaseMLP(BaseEstimator):
         self.coefs_ = net.coefs
         self.intercepts_ = net.intercepts
 
+    def _check_fitted(self) -> None:
+        """scikit-learn's ``check_is_fitted``, without its tag lookup (~40 us, most of a one-row prediction)."""
+        if not hasattr(self, "coefs_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate arguments "
+                "before using this estimator."
+            )
+
     def _forward(self, X, check_input: bool = True) -> np.ndarray:
-        if check_input:
-            X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
         net = self._network()
+        if check_input and not self._is_plain_input(X, net):
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
         return net.forward(X.astype(net.dtype, copy=False))
+
+    def _is_plain_input(self, X, net: Network) -> bool:
+        """A finite float ndarray of the right width and dtype, from a model fitted without feature names.
+
+        Such input needs none of ``validate_data``'s conversions; checking it directly takes ~2 us instead of
+        ~60 us, which is most of a one-row prediction. Anything else takes the full validation.
+        """
+        return (
+            type(X) is np.ndarray
+            and X.ndim == 2
+            and X.dtype == net.dtype
+            and X.shape[0] > 0
+            and X.shape[1] == self.n_features_in_
+            and not hasattr(self, "feature_names_in_")
+            and bool(np.isfinite(X).all())
+        )
 
     # -- fit ------------------------------------------------------------------------------------------------
     def _fit(self, X, y, sample_weight=None, incremental=False):
@@ -502,7 +526,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
-        check_is_fitted(self)
+        self._check_fitted()
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
@@ -551,7 +575,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         ndarray of shape (n_samples, n_classes)
         """
-        check_is_fitted(self)
+        self._check_fitted()
         y_pred = self._forward(X)
         if self.n_outputs_ == 1:
             return np.hstack([1 - y_pred, y_pred])
@@ -689,7 +713,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         -------
         ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
-        check_is_fitted(self)
+        self._check_fitted()
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
