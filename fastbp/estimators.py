@@ -49,6 +49,11 @@ _NON_FINITE = (
 )
 
 
+def _is_dask_collection(X) -> bool:
+    """A Dask array, without importing Dask unless the caller did."""
+    return type(X).__module__.startswith("dask.")
+
+
 def _contiguous(X):
     """C-contiguous dense X (a copy only if needed); sparse X as CSR, never densified."""
     return X.tocsr() if scipy.sparse.issparse(X) else np.ascontiguousarray(X)
@@ -327,6 +332,15 @@ class _BaseMLP(BaseEstimator):
             loss, grad = net.loss_and_gradients(X, Y, sample_weight, self.alpha)
             return loss, grad.astype(np.float64)
 
+        self._run_lbfgs(net, loss_and_gradient)
+
+    def _run_lbfgs(self, net: Network, loss_and_gradient) -> None:
+        """scipy's L-BFGS-B from ``net.params`` on ``loss_and_gradient(flat) -> (loss, gradient)``.
+
+        The objective may compute anywhere (here, or on a Dask cluster: :mod:`fastbp.dask_training`); the
+        result is written to ``net.params`` only once scipy has finished.
+        """
+
         def report(intermediate_result):
             if self.verbose:
                 print(f"Iteration {intermediate_result.nit}, loss = {intermediate_result.fun:.8f}")
@@ -343,9 +357,9 @@ class _BaseMLP(BaseEstimator):
 
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = float(result.fun)
-        net.params[:] = result.x
-        if not np.isfinite(net.params).all():
+        if not np.isfinite(result.x).all():
             raise DivergenceError(_NON_FINITE)
+        net.params[:] = result.x
 
     # -- scikit-learn API -----------------------------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
@@ -365,6 +379,10 @@ class _BaseMLP(BaseEstimator):
         self : object
         """
         self._validate_params()
+        if _is_dask_collection(X):
+            from fastbp.dask_training import fit_dask
+
+            return fit_dask(self, X, y, sample_weight)
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     def _check_solver(self) -> bool:
