@@ -76,20 +76,19 @@ def load_data(name: str, dtype, seed: int, out) -> tuple[str, tuple]:
     """(description, (X_train, y_train, X_test, y_test)) for --data."""
     from fastbp import datasets
 
-    if name in ("auto", "fashion-mnist"):
+    for title, option, loader in (
+        ("Fashion-MNIST", "fashion-mnist", datasets.load_fashion_mnist),
+        ("MNIST", "mnist", datasets.load_mnist),
+    ):
+        if name not in ("auto", option):
+            continue
         try:
-            return "Fashion-MNIST", datasets.load_fashion_mnist(download=name != "auto")
+            return title, loader(download=name != "auto")  # auto: only what is already on disk
         except datasets.DatasetError as error:
             if name != "auto":
                 raise
-            out(f"Fashion-MNIST not found ({str(error).splitlines()[0]})")
-    if name in ("auto", "mnist"):
-        try:
-            return "MNIST", datasets.load_mnist(download=name != "auto")
-        except datasets.DatasetError as error:
-            if name != "auto":
-                raise
-            out(f"MNIST not found ({str(error).splitlines()[0]}); using the synthetic MNIST-size set")
+            out(f"{title} not found ({str(error).splitlines()[0]})")
+    out("using the synthetic MNIST-size set")
     X, y = datasets.make_mnist_like(70000, random_state=seed, dtype=dtype)
     return "synthetic MNIST-size set (fastbp.datasets.make_mnist_like)", (X[:60000], y[:60000], X[60000:], y[60000:])
 

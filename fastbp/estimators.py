@@ -12,6 +12,10 @@ Deliberate differences from scikit-learn, each a fix of a known defect:
 - Squared error sums over outputs, so ``loss_`` of a multi-output regressor is the loss whose gradient is
   followed; scikit-learn reports the mean over outputs but follows the gradient of the sum (so its lbfgs
   line search sees an inconsistent gradient, scikit-learn issue #8349). Single-output losses are identical.
+- ``learning_rate="adaptive"`` divides the rate by 5 after ``n_iter_no_change`` epochs that each fail to
+  improve on the *previous* epoch by ``tol``, as scikit-learn's documentation describes ("each time two
+  consecutive epochs fail to decrease training loss"); scikit-learn's code compares with the best epoch so
+  far (#15596), so after a loss spike it keeps cutting the rate while training is recovering.
 - ``verbose`` reports lbfgs iterations too (scikit-learn prints nothing, #10236).
 - ``MLPRegressor.partial_fit`` is not available with ``solver='lbfgs'`` (scikit-learn exposes it by mistake).
 - Non-finite weights raise :class:`fastbp.DivergenceError` (a ``ValueError``) at the epoch where they
@@ -47,6 +51,13 @@ _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _NON_FINITE = (
     "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
 )
+
+
+def _store_params(estimator, params: dict) -> None:
+    """``__init__`` stores every argument unchanged, as scikit-learn requires (validation happens in fit)."""
+    for name, value in params.items():
+        if name != "self":
+            setattr(estimator, name, value)
 
 
 def _is_dask_collection(X) -> bool:
@@ -292,18 +303,26 @@ class _BaseMLP(BaseEstimator):
             warnings.warn("Training interrupted by user.", stacklevel=4)
 
     def _end_of_epoch(self, validation, seconds: float, n_samples: int) -> bool:
-        """Record the epoch, update the schedule and the stopping rule; True when training should stop."""
+        """Record the epoch, update the schedule and the stopping rule; True when training should stop.
+
+        An epoch improves if it beats the best so far by ``tol``; for the adaptive schedule, if it beats the
+        previous epoch by ``tol`` (the schedule reacts to stalling, not to the distance from an old best).
+        """
+        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
         if validation is not None:
             X_val, y_val, sw_val = validation
             score = self._score(X_val, y_val, sw_val)
-            self.validation_scores_.append(score)
-            improved = score >= self.best_validation_score_ + self.tol
+            scores = self.validation_scores_
+            reference = scores[-1] if adaptive and scores else self.best_validation_score_
+            scores.append(score)
+            improved = score >= reference + self.tol
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
                 self._best_params = self._net.params.copy()
         else:
             best = np.inf if self.best_loss_ is None else self.best_loss_  # None after an early-stopping fit
-            improved = self.loss_curve_[-1] <= best - self.tol
+            reference = self.loss_curve_[-2] if adaptive and len(self.loss_curve_) > 1 else best
+            improved = self.loss_curve_[-1] <= reference - self.tol
             self.best_loss_ = min(best, self.loss_curve_[-1])
         self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
         if self.verbose:
@@ -316,7 +335,7 @@ class _BaseMLP(BaseEstimator):
             return False
         what = "Validation score" if validation is not None else "Training loss"
         message = f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
-        if self.solver == "sgd" and self.learning_rate == "adaptive" and self._optimizer.learning_rate > 1e-6:
+        if adaptive and self._optimizer.learning_rate > 1e-6:
             self._optimizer.learning_rate /= 5.0
             self._no_improvement_count = 0
             if self.verbose:
@@ -480,29 +499,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         n_iter_no_change=10,
         max_fun=15000,
     ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
+        _store_params(self, locals())
 
     loss = "log_loss"
 
@@ -675,30 +672,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         n_iter_no_change=10,
         max_fun=15000,
     ):
-        self.loss = loss
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
+        _store_params(self, locals())
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(

@@ -326,3 +326,18 @@ def test_sparse_input_gives_the_dense_model(fmt, solver):
     for a, b in zip(dense.coefs_, sparse.coefs_):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(dense.predict_proba(X), sparse.predict_proba(scipy.sparse.csr_matrix(X)), rtol=1e-9)
+
+
+def test_adaptive_schedule_reacts_to_stalling_not_to_an_old_best():
+    """scikit-learn #15596: after a spike, a recovering loss must not cut the learning rate."""
+    clf = MLPClassifier(solver="sgd", learning_rate="adaptive", n_iter_no_change=2, tol=0.01)
+    clf._optimizer = fastbp.SGD(learning_rate=0.1)
+    clf.loss_curve_, clf.best_loss_, clf._no_improvement_count, clf.n_iter_, clf.loss_ = [], np.inf, 0, 0, 0.0
+    for loss in [1.0, 2.0, 1.9, 1.8, 1.7]:  # a spike, then steady recovery (scikit-learn would divide by 5)
+        clf.loss_curve_.append(loss)
+        assert clf._end_of_epoch(None, 1.0, 10) is False
+    assert clf._optimizer.learning_rate == 0.1
+    for loss in [1.7, 1.7]:  # two stalled epochs: now the rate drops
+        clf.loss_curve_.append(loss)
+        clf._end_of_epoch(None, 1.0, 10)
+    assert clf._optimizer.learning_rate == pytest.approx(0.02)

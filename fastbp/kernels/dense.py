@@ -59,8 +59,12 @@ def activation_offset(layers, l, capacity):
 
 
 @jit
-def network_forward(X, params, layers, hidden_codes, output_code, acts, capacity):
-    """Forward pass over the m rows of X; layer l's outputs go to ``acts``. Returns the output view."""
+def forward_to_output(X, params, layers, hidden_codes, acts, capacity):
+    """Every layer's product, with bias and activation fused in for the hidden layers.
+
+    Layer l's outputs go to ``acts``; returns the last layer's ``A_prev @ W`` (before its bias and output
+    activation, which prediction and training finish differently).
+    """
     m = n_rows(X)
     last = layers.shape[0] - 1
     for l in range(last + 1):
@@ -72,9 +76,15 @@ def network_forward(X, params, layers, hidden_codes, output_code, acts, capacity
             np.dot(A_prev, weights(params, layers, l), Z)
         if l < last:
             bias_activation_forward(Z, bias(params, layers, l), hidden_codes[l])
-        else:
-            output_forward(Z, bias(params, layers, l), output_code)
     return rows(acts, activation_offset(layers, last, capacity), m, layers[last, FAN_OUT])
+
+
+@jit
+def network_forward(X, params, layers, hidden_codes, output_code, acts, capacity):
+    """Forward pass over the rows of X; returns the outputs (a view of ``acts``)."""
+    out = forward_to_output(X, params, layers, hidden_codes, acts, capacity)
+    output_forward(out, bias(params, layers, layers.shape[0] - 1), output_code)
+    return out
 
 
 @jit
@@ -137,16 +147,7 @@ def network_forward_backward(
     """
     m = n_rows(X)
     last = layers.shape[0] - 1
-    for l in range(last + 1):
-        Z = rows(acts, activation_offset(layers, l, capacity), m, layers[l, FAN_OUT])
-        if l == 0:
-            input_times(X, weights(params, layers, 0), Z)
-        else:
-            A_prev = rows(acts, activation_offset(layers, l - 1, capacity), m, layers[l, FAN_IN])
-            np.dot(A_prev, weights(params, layers, l), Z)
-        if l < last:
-            bias_activation_forward(Z, bias(params, layers, l), hidden_codes[l])
-    out = rows(acts, activation_offset(layers, last, capacity), m, layers[last, FAN_OUT])
+    out = forward_to_output(X, params, layers, hidden_codes, acts, capacity)
     delta = rows(delta_a, 0, m, layers[last, FAN_OUT])
     grad_b = bias(grads, layers, last)
     loss = output_loss_backward(out, bias(params, layers, last), Y, sample_weight, output_code, delta, grad_b)
