@@ -88,7 +88,8 @@ def load_data(name: str, dtype, seed: int, out) -> tuple[str, tuple]:
             if name != "auto":
                 raise
             out(f"{title} not found ({str(error).splitlines()[0]})")
-    out("using the synthetic MNIST-size set")
+    if name == "auto":
+        out("using the synthetic MNIST-size set")
     X, y = datasets.make_mnist_like(70000, random_state=seed, dtype=dtype)
     return "synthetic MNIST-size set (fastbp.datasets.make_mnist_like)", (X[:60000], y[:60000], X[60000:], y[60000:])
 
