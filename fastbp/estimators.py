@@ -44,6 +44,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from fastbp._interrupt import deferred_interrupt
+from fastbp.kernels.inputs import all_finite
 from fastbp.network import DivergenceError, Network
 from fastbp.optimizers import SGD, Adam
 
@@ -115,6 +116,12 @@ class _BaseMLP(BaseEstimator):
         self._adopt(net)
         return net
 
+    def __getstate__(self):
+        """Pickle ``coefs_``/``intercepts_`` once: the flat buffer they view is rebuilt on first use."""
+        state = super().__getstate__()
+        state.pop("_net", None)
+        return state
+
     def _adopt(self, net: Network) -> None:
         self._net = net
         self.coefs_ = net.coefs
@@ -138,7 +145,9 @@ class _BaseMLP(BaseEstimator):
         """A finite float ndarray of the right width and dtype, from a model fitted without feature names.
 
         Such input needs none of ``validate_data``'s conversions; checking it directly takes ~2 us instead of
-        ~60 us, which is most of a one-row prediction. Anything else takes the full validation.
+        ~60 us, which is most of a one-row prediction, and the compiled finiteness check reads 10,000 x 784
+        floats in ~1.1 ms against ~1.9 ms for ``np.isfinite(X).all()``. Anything else takes the full
+        validation (which also produces scikit-learn's error messages).
         """
         return (
             type(X) is np.ndarray
@@ -147,7 +156,8 @@ class _BaseMLP(BaseEstimator):
             and X.shape[0] > 0
             and X.shape[1] == self.n_features_in_
             and not hasattr(self, "feature_names_in_")
-            and bool(np.isfinite(X).all())
+            and X.flags.c_contiguous
+            and bool(all_finite(X))
         )
 
     # -- fit ------------------------------------------------------------------------------------------------

@@ -206,3 +206,15 @@ def test_sparse_input_matches_dense(dtype, name, shuffle):
         assert twin_loss == pytest.approx(loss, rel=tolerance(dtype))
     assert rel_error(twin.params, net.params) < 10 * tolerance(dtype)
     assert rel_error(twin.forward(scipy.sparse.csc_matrix(X)), net.forward(X)) < tolerance(dtype)
+
+
+def test_workspace_reused_across_unshuffled_and_shuffled_epochs():
+    net, X, Y, _ = make_problem((5, 6, 3), "relu", "softmax", 23)
+    twin = fastbp.Network((5, 6, 3), "relu", "softmax")
+    twin.params[:] = net.params
+    shared = net.workspace(4)
+    opt, twin_opt = fastbp.Adam(), fastbp.Adam()
+    for shuffle in (False, True, False):
+        net.train_epoch(X, Y, 4, opt, shuffle, rng=1, workspace=shared)
+        twin.train_epoch(X, Y, 4, twin_opt, shuffle, rng=1)
+    np.testing.assert_array_equal(net.params, twin.params)

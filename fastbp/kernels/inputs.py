@@ -22,7 +22,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from fastbp._jit import FASTMATH
+from fastbp._jit import FASTMATH, jit
 from fastbp.kernels.blas import gemm_accumulate
 
 _OPTIONS = {"jit_options": {"fastmath": set(FASTMATH), "error_model": "numpy"}}
@@ -46,6 +46,17 @@ def input_times(X, W, Z):  # pragma: no cover
 
 def input_transpose_times(X, D, C, alpha, beta, blas_scratch):  # pragma: no cover
     raise NotImplementedError
+
+
+@jit
+def all_finite(X):
+    """Whether a dense 2-D array holds no NaN or inf, without allocating (``x * 0`` is 0 only for finite x)."""
+    zero = X.dtype.type(0)
+    total = zero
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            total += X[i, j] * zero
+    return total == zero
 
 
 def _dense(X) -> bool:
