@@ -45,7 +45,7 @@ def other_results(path: Path) -> list[str]:
                 f"start-up, import to first training step (warm cache): {info['import_to_first_step_s']:.2f} s"
             )
         elif "growth_mb" in info:
-            lines.append(f"fit peak memory above X ({info['x_mb']:.0f} MB of float32): {info['growth_mb']:.0f} MB")
+            lines.append(f"fit peak allocation beyond X ({info['x_mb']:.0f} MB float32): {info['growth_mb']:.1f} MB")
     for group, times in sorted(groups.items()):
         fast = times.get("fastbp")
         parts = [f"{name} {seconds * 1e6:,.0f} us" for name, seconds in sorted(times.items())]

@@ -368,7 +368,7 @@ class Network:
         batch_size = min(batch_size, n)
         if order is not None:
             order = np.ascontiguousarray(order, dtype=np.int64)
-            if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+            if order.shape != (n,) or order.min() < 0 or order.max() >= n or np.bincount(order).max() != 1:
                 raise ValueError("order must be a permutation of range(n_samples)")
         elif shuffle:
             order = _as_generator(rng).permutation(n).astype(np.int64)
