@@ -341,3 +341,20 @@ def test_adaptive_schedule_reacts_to_stalling_not_to_an_old_best():
         clf.loss_curve_.append(loss)
         clf._end_of_epoch(None, 1.0, 10)
     assert clf._optimizer.learning_rate == pytest.approx(0.02)
+
+
+@pytest.mark.skipif(
+    not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
+def test_fashion_mnist_accuracy_matches_scikit_learn():
+    from fastbp.datasets import load_fashion_mnist
+
+    X, y, X_test, y_test = load_fashion_mnist(download=False)
+    X, y, X_test = X[:20000].astype(np.float64), y[:20000], X_test.astype(np.float64)
+    scores = []
+    for Est in (MLPClassifier, SkClassifier):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            scores.append(Est((64,), max_iter=5, random_state=0).fit(X, y).score(X_test, y_test))
+    assert scores[0] > 0.8 and abs(scores[0] - scores[1]) <= 0.005, scores
