@@ -211,7 +211,8 @@ class Network:
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, layer_sizes[0]) and the network's dtype
+        X : ndarray or scipy.sparse matrix of shape (n_samples, layer_sizes[0]), in the network's dtype
+            Sparse X (CSR or CSC) goes through a compiled sparse first layer; it is never densified.
 
         Returns
         -------
@@ -265,7 +266,7 @@ class Network:
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, n_inputs)
+        X : ndarray or scipy.sparse matrix of shape (n_samples, n_inputs), in the network's dtype
         Y : ndarray of shape (n_samples, n_outputs)
             Targets: one-hot rows (softmax), 0/1 indicators (logistic), values (identity, exp).
         sample_weight : ndarray of shape (n_samples,), optional
@@ -329,7 +330,7 @@ class Network:
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, n_inputs)
+        X : ndarray or scipy.sparse matrix of shape (n_samples, n_inputs), in the network's dtype
         Y : ndarray of shape (n_samples, n_outputs)
         batch_size : int
             Rows per step; the last batch holds the remainder.
