@@ -145,15 +145,19 @@ def plot_curves(clf, path: Path, out) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise RuntimeError("--plot needs matplotlib (pip install matplotlib)") from None
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(7, 4))
     epochs = np.arange(1, len(clf.loss_curve_) + 1)
     ax.plot(epochs, clf.loss_curve_, label="training loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("training loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     other = ax.twinx()
     other.plot(epochs, clf.validation_scores_, color="tab:orange", label="validation accuracy")
     other.set_ylabel("validation accuracy")
-    fig.legend(loc="center right")
+    lines = ax.get_lines() + other.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     out(f"curves saved to {path}")

@@ -54,3 +54,11 @@ def test_user_mistakes_get_exit_codes_and_one_line(args, code, message):
 def test_help_has_examples():
     out = run("train", "--help")
     assert out.returncode == 0 and "examples:" in out.stdout
+
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    out = run("train", "--data", "synthetic", "--samples", "600", "--epochs", "2", "--hidden", "8", "--plot", str(png))
+    assert out.returncode == 0, out.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
