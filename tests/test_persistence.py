@@ -176,3 +176,19 @@ def test_skops_loads_with_only_fastbp_types_trusted(tmp_path):
     assert all(t.startswith(("fastbp.", "sklearn.", "numpy.", "builtins.")) for t in untrusted), untrusted
     loaded = sio.load(path, trusted=untrusted)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_feature_names_survive_fit_predict_and_save(tmp_path):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = fastbp.MLPClassifier((6,), max_iter=3, random_state=0).fit(frame, TARGETS["multiclass"][1])
+    assert list(model.feature_names_in_) == list(frame.columns)
+    path = tmp_path / "named.fastbp"
+    fastbp.save(model, path)
+    loaded = fastbp.load(path)
+    assert list(loaded.feature_names_in_) == list(frame.columns)
+    np.testing.assert_array_equal(loaded.predict_proba(frame), model.predict_proba(frame))
+    with pytest.raises(ValueError, match="feature names"):
+        loaded.predict(frame.rename(columns={"f0": "other"}))
