@@ -458,7 +458,11 @@ def _gather_buffer(X, order: np.ndarray, batch_size: int, workspace: Workspace):
         need = int(np.add.reduceat(row_counts, np.arange(0, order.size, batch_size)).max())
     held = workspace.sparse_batch
     if held is None or held[0].size < need or held[1].dtype != indices.dtype:
-        held = (np.empty(need, data.dtype), np.empty(need, indices.dtype), np.empty(batch_size + 1, indptr.dtype))
+        held = (
+            np.empty(need, data.dtype),
+            np.empty(need, indices.dtype),
+            np.empty(workspace.batch_size + 1, indptr.dtype),
+        )
         workspace.sparse_batch = held
     return held
 
