@@ -218,3 +218,19 @@ def test_workspace_reused_across_unshuffled_and_shuffled_epochs():
         net.train_epoch(X, Y, 4, opt, shuffle, rng=1, workspace=shared)
         twin.train_epoch(X, Y, 4, twin_opt, shuffle, rng=1)
     np.testing.assert_array_equal(net.params, twin.params)
+
+
+def test_sparse_workspace_reused_with_a_larger_batch():
+    """Regression: CSR gather buffers must fit the workspace's capacity, not the first call's batch size."""
+    import scipy.sparse
+
+    net, X, Y, _ = make_problem((6, 5, 3), "relu", "softmax", 40)
+    X[X < 0.5] = 0
+    twin = fastbp.Network((6, 5, 3), "relu", "softmax")
+    twin.params[:] = net.params
+    shared = net.workspace(16)
+    opt, twin_opt = fastbp.SGD(0.1), fastbp.SGD(0.1)
+    for batch_size in (4, 16):
+        net.train_epoch(scipy.sparse.csr_matrix(X), Y, batch_size, opt, rng=batch_size, workspace=shared)
+        twin.train_epoch(X, Y, batch_size, twin_opt, rng=batch_size)
+    np.testing.assert_allclose(net.params, twin.params, rtol=1e-12, atol=1e-14)
