@@ -225,7 +225,7 @@ def test_sparse_workspace_reused_with_a_larger_batch():
     import scipy.sparse
 
     net, X, Y, _ = make_problem((6, 5, 3), "relu", "softmax", 40)
-    X[X < 0.5] = 0
+    X[1:] = 0  # one stored row: every batch size needs the same value buffers, only the row offsets grow
     twin = fastbp.Network((6, 5, 3), "relu", "softmax")
     twin.params[:] = net.params
     shared = net.workspace(16)
