@@ -76,8 +76,7 @@ def _local_steps(X, Y, weights, start, seed, state, spec, batch_size, average_ev
     rows = order[start : start + average_every * batch_size]
     net = Network(*spec)
     net.params[:] = params
-    w = None if weights is None else weights[rows]
-    loss = net.train_epoch(X[rows], Y[rows], batch_size, optimizer, shuffle=False, sample_weight=w, alpha=alpha)
+    loss = net.train_epoch(X, Y, batch_size, optimizer, order=rows, sample_weight=weights, alpha=alpha)
     return net.params, optimizer, loss * len(rows), len(rows)
 
 

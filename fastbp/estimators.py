@@ -226,20 +226,24 @@ class _BaseMLP(BaseEstimator):
         return Adam(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
 
     def _validation_split(self, X, Y, sample_weight):
-        """scikit-learn's split (stratified for single-output classifiers), from the same random stream."""
+        """scikit-learn's split (stratified for single-output classifiers), from the same random stream.
+
+        Returns the training rows as indices into X, which training visits in place (X is not copied), and
+        the validation set (a copy of its rows, for scoring).
+        """
         stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None
-        arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
-        parts = train_test_split(
-            *arrays, random_state=self._random_state, test_size=self.validation_fraction, stratify=stratify
+        train, val = train_test_split(
+            np.arange(X.shape[0]),
+            random_state=self._random_state,
+            test_size=self.validation_fraction,
+            stratify=stratify,
         )
-        X_train, X_val, Y_train, Y_val = parts[:4]
-        sw_train, sw_val = (parts[4], parts[5]) if sample_weight is not None else (None, None)
-        if X_val.shape[0] < 2:
+        if val.size < 2:
             raise ValueError(
                 "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
             )
-        y_val = self._decode(Y_val)
-        return _contiguous(X_train), np.ascontiguousarray(Y_train), sw_train, (X_val, y_val, sw_val)
+        sw_val = None if sample_weight is None else sample_weight[val]
+        return train, (X[val], self._decode(Y[val]), sw_val)
 
     def _batch_size(self, n_samples: int) -> int:
         if self.batch_size == "auto":
@@ -255,35 +259,35 @@ class _BaseMLP(BaseEstimator):
             self._optimizer = self._make_optimizer()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        validation = None
+        rows, validation = np.arange(X.shape[0]), None  # the training rows, in scikit-learn's order
         if self.early_stopping:
-            X, Y, sample_weight, validation = self._validation_split(X, Y, sample_weight)
-        n_samples = X.shape[0]
-        batch_size = self._batch_size(n_samples)
+            rows, validation = self._validation_split(X, Y, sample_weight)
+        batch_size = self._batch_size(rows.size)
         workspace = net.workspace(batch_size)
-        order = np.arange(n_samples)
         with deferred_interrupt() as interrupted:
             self._epoch_loop(
-                net, X, Y, sample_weight, incremental, validation, batch_size, workspace, order, interrupted
+                net, X, Y, sample_weight, rows, validation, batch_size, workspace, incremental, interrupted
             )
         if self.early_stopping:
             net.params[:] = self._best_params
 
-    def _epoch_loop(self, net, X, Y, sample_weight, incremental, validation, batch_size, workspace, order, interrupted):
-        n_samples = X.shape[0]
+    def _epoch_loop(self, net, X, Y, sample_weight, rows, validation, batch_size, workspace, incremental, interrupted):
+        position = np.arange(rows.size)
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
                 started = time.perf_counter()
                 if self.shuffle:  # the same draws as scikit-learn, so a seed gives its batch order
-                    order = shuffle_rows(order, random_state=self._random_state)
+                    position = shuffle_rows(position, random_state=self._random_state)
+                # rows read in place when every row is visited in order; otherwise gathered by index
+                order = rows[position] if self.shuffle else (rows if validation is not None else None)
                 try:
                     loss = net.train_epoch(
                         X,
                         Y,
                         batch_size,
                         self._optimizer,
-                        order=order if self.shuffle else None,
+                        order=order,
                         shuffle=False,
                         sample_weight=sample_weight,
                         alpha=self.alpha,
@@ -293,9 +297,9 @@ class _BaseMLP(BaseEstimator):
                     raise DivergenceError(f"{_NON_FINITE} ({error})") from None
                 self.n_iter_ += 1
                 self.loss_ = loss
-                self.t_ += n_samples
+                self.t_ += rows.size
                 self.loss_curve_.append(loss)
-                if self._end_of_epoch(validation, time.perf_counter() - started, n_samples):
+                if self._end_of_epoch(validation, time.perf_counter() - started, rows.size):
                     break
                 if interrupted():
                     warnings.warn("Training interrupted by user.", stacklevel=4)
@@ -510,8 +514,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         max_fun=15000,
     ):
         _store_params(self, locals())
-
-    loss = "log_loss"
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(

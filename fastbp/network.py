@@ -341,7 +341,8 @@ class Network:
         rng : numpy Generator, RandomState, int or None
             Source of the permutation when ``shuffle``.
         order : ndarray of int, optional
-            An explicit visiting order (a permutation of the rows); overrides ``shuffle`` and ``rng``.
+            The rows to visit, in this order, each at most once: a permutation of all rows, or of a subset
+            (e.g. the training rows, without copying them out of X). Overrides ``shuffle`` and ``rng``.
         sample_weight : ndarray of shape (n_samples,), optional
         alpha : float
             L2 strength on weights.
@@ -352,7 +353,7 @@ class Network:
         -------
         float
             The epoch's loss: the mean over batches of each batch's loss, weighted by batch rows (as
-            scikit-learn's ``loss_curve_``).
+            scikit-learn's ``loss_curve_``), over the rows visited.
 
         Raises
         ------
@@ -366,15 +367,18 @@ class Network:
         batch_size = int(batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        batch_size = min(batch_size, n)
         if order is not None:
             order = np.ascontiguousarray(order, dtype=np.int64)
-            if order.shape != (n,) or order.min() < 0 or order.max() >= n or np.bincount(order).max() != 1:
-                raise ValueError("order must be a permutation of range(n_samples)")
+            if order.ndim != 1 or order.size == 0 or order.min() < 0 or order.max() >= n:
+                raise ValueError(f"order must list rows of X (0 to {n - 1})")
+            if np.bincount(order).max() != 1:
+                raise ValueError("order must visit each row at most once")
         elif shuffle:
             order = _as_generator(rng).permutation(n).astype(np.int64)
         else:
             order = np.empty(0, dtype=np.int64)
+        visited = order.size or n
+        batch_size = min(batch_size, visited)
         if workspace is None or workspace.batch_size < batch_size or workspace.grads.dtype != self.dtype:
             workspace = self.workspace(batch_size)
         optimizer.initialize(self.params)
@@ -387,7 +391,8 @@ class Network:
             momentum, nesterov = optimizer.momentum, optimizer.nesterov
         else:
             raise TypeError(f"optimizer must be fastbp.SGD or fastbp.Adam, got {type(optimizer).__name__}")
-        backup = (self.params.copy(), state_a.copy(), state_b.copy())
+        state = (state_a,) if state_a is state_b else (state_a, state_b)  # SGD passes its velocity twice
+        backup = [a.copy() for a in (self.params, *state)]
         beta_1, beta_2, epsilon = (
             (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) if code == ADAM else (0.0, 0.0, 0.0)
         )
@@ -424,17 +429,22 @@ class Network:
                 workspace.delta_b,
             )
         except BaseException:  # e.g. KeyboardInterrupt raised as the call returns: keep the old state
-            self.params[...], state_a[...], state_b[...] = backup
+            _restore((self.params, *state), backup)
             raise
-        if done < n or not np.isfinite(self.params).all():  # plain SGD without L2 tracks no weight norm
-            self.params[...], state_a[...], state_b[...] = backup
+        if done < visited or not np.isfinite(self.params).all():  # plain SGD without L2 tracks no weight norm
+            _restore((self.params, *state), backup)
             raise DivergenceError(
                 "the loss or the parameters became inf or NaN during this epoch; parameters were restored to "
                 "their values before it. Lower the learning rate or scale the inputs."
             )
         if code == ADAM:
             optimizer.t = int(t)
-        return total / n
+        return total / visited
+
+
+def _restore(arrays, saved) -> None:
+    for array, copy in zip(arrays, saved):
+        array[...] = copy
 
 
 def _row_range(X, start: int, stop: int):

@@ -80,6 +80,8 @@ SGD_VARIANTS = [
     {"solver": "sgd", "learning_rate": "adaptive", "n_iter_no_change": 2, "tol": 10.0},
     {"solver": "adam"},
     {"solver": "adam", "shuffle": True, "batch_size": 37},
+    {"solver": "sgd", "early_stopping": True, "shuffle": True, "n_iter_no_change": 100},
+    {"solver": "adam", "early_stopping": True, "n_iter_no_change": 100},
 ]
 
 

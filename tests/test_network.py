@@ -180,8 +180,10 @@ def test_bad_inputs_are_refused():
         net.loss_and_gradients(X, Y[:5])
     with pytest.raises(ValueError, match="batch_size"):
         net.train_epoch(X, Y, 0, fastbp.SGD())
-    with pytest.raises(ValueError, match="permutation"):
+    with pytest.raises(ValueError, match="at most once"):
         net.train_epoch(X, Y, 3, fastbp.SGD(), order=np.zeros(10, dtype=int))
+    with pytest.raises(ValueError, match="rows of X"):
+        net.train_epoch(X, Y, 3, fastbp.SGD(), order=np.array([0, 10]))
     with pytest.raises(ValueError, match="sample_weight"):
         net.train_epoch(X, Y, 3, fastbp.SGD(), sample_weight=np.ones(3))
 
@@ -234,3 +236,16 @@ def test_sparse_workspace_reused_with_a_larger_batch():
         net.train_epoch(scipy.sparse.csr_matrix(X), Y, batch_size, opt, rng=batch_size, workspace=shared)
         twin.train_epoch(X, Y, batch_size, twin_opt, rng=batch_size)
     np.testing.assert_allclose(net.params, twin.params, rtol=1e-12, atol=1e-14)
+
+
+def test_order_over_a_subset_trains_on_those_rows_in_place(dtype):
+    """Training on order = some rows of X equals training on a copy of those rows (how early stopping works)."""
+    net, X, Y, w = make_problem((5, 7, 3), "tanh", "softmax", 40, dtype, weighted=True)
+    twin = fastbp.Network((5, 7, 3), "tanh", "softmax", dtype=dtype)
+    twin.params[:] = net.params
+    subset = np.random.default_rng(0).permutation(40)[:29]
+    opt, twin_opt = fastbp.Adam(0.01), fastbp.Adam(0.01)
+    loss = net.train_epoch(X, Y, 6, opt, order=subset, sample_weight=w, alpha=0.1)
+    twin_loss = twin.train_epoch(X[subset], Y[subset], 6, twin_opt, shuffle=False, sample_weight=w[subset], alpha=0.1)
+    assert loss == pytest.approx(twin_loss, rel=tolerance(dtype))
+    assert rel_error(net.params, twin.params) < tolerance(dtype)

@@ -178,3 +178,19 @@ def test_one_class_trains_and_predicts_that_class():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = fastbp.MLPClassifier((5,), max_iter=5).fit(X, np.full(len(y), 7))
     assert (model.predict(X) == 7).all()
+
+
+def test_early_stopping_does_not_copy_X():
+    """The validation split holds out indices: only the validation rows (10%) are copied, not the training 90%."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((20000, 200), dtype=np.float32), rng.integers(0, 3, 20000)
+    fastbp.MLPClassifier((8,), max_iter=1, early_stopping=True).fit(X[:500], y[:500])  # compile outside the trace
+    tracemalloc.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fastbp.MLPClassifier((8,), max_iter=2, early_stopping=True, random_state=0).fit(X, y)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 0.3 * X.nbytes, (peak, X.nbytes)

@@ -65,13 +65,14 @@ def train_epoch(
     """Train one epoch; returns ``(sum over batches of batch_loss * batch_rows, rows done, adam_t)``.
 
     ``X`` is a dense array or a CSR tuple (:mod:`fastbp.kernels.inputs`); ``X_batch`` the matching gather
-    buffer (a 2-D array, or CSR buffers), for ``capacity`` rows. ``order`` is the permutation of the rows
-    (size 0: the rows in order, read in place without a copy).
+    buffer (a 2-D array, or CSR buffers), for ``capacity`` rows. ``order`` lists the rows to visit, each at
+    most once (a permutation of all rows, or of the training rows when a validation set is held out); size 0:
+    every row in order, read in place without a copy.
     ``sample_weight`` of size 0 means unit weights. ``state_a``/``state_b`` are the velocity (SGD) or the
     first and second moments (Adam). The epoch stops early, with ``rows done < n``, as soon as a batch's loss
     or the parameters stop being finite; the caller then discards the parameters.
     """
-    n = n_rows(X)
+    n = order.shape[0] if order.shape[0] > 0 else n_rows(X)
     dtype = params.dtype.type
     half_alpha = dtype(0.5) * alpha
     w_sq = squared_norm(params[:n_weights])  # the first batch's L2 penalty; later ones come from the update
