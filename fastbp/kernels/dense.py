@@ -1,12 +1,13 @@
 """Dense layers: forward, backward and the network-wide passes built from them.
 
-The matrix products go to BLAS through ``np.dot(a, b, out)`` (numba passes transposed views as transpose
-flags, without copies); everything around them is one fused pass each:
+The matrix products go to BLAS: ``np.dot(a, b, out)`` (numba passes transposed views as transpose flags,
+without copies), and for the weight gradient ``inputs.input_transpose_times``, which accumulates into its
+output (plain SGD's step is that product). Everything around them is one fused pass each:
 
 forward, layer l      Z = A_prev @ W                      (BLAS)
                       A = f(Z + b)                        (activations.bias_activation_forward)
 output layer          y_hat, loss, delta = w (y_hat - y), db = sum(delta)   (losses.output_loss_backward)
-backward, layer l     dW = A_prev.T @ delta               (BLAS)
+backward, layer l     dW = A_prev.T @ delta               (BLAS; or W += -lr/n A_prev.T @ delta, plain SGD)
                       delta_prev = delta @ W.T            (BLAS, skipped for the first layer)
                       delta_prev *= f'(A_prev), db_prev = sum(delta_prev)   (activations.activation_backward)
 
