@@ -172,11 +172,28 @@ class Network:
         return self
 
     # -- validation -----------------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        """``params`` is public and assignable: the kernels index it by the layer table, so check it first."""
+        p = self.params
+        if not (
+            isinstance(p, np.ndarray)
+            and p.shape == (self.n_weights + sum(self.layer_sizes[1:]),)
+            and p.dtype == self.dtype
+            and p.flags.c_contiguous
+            and p.flags.writeable
+        ):
+            raise ValueError(
+                f"params must be a writeable C-contiguous {self.dtype} array of shape "
+                f"({self.n_weights + sum(self.layer_sizes[1:])},); assign values with params[:] = ... instead"
+            )
+
     def _check_X(self, X) -> tuple[np.ndarray | tuple, int]:
         """(X as the kernels take it, number of rows): a C-contiguous array, or a CSR tuple for sparse X.
 
-        Sparse X becomes CSR (a copy only if it was not CSR already); it is never densified.
+        Sparse X becomes CSR (a copy only if it was not CSR already); it is never densified. Checks
+        ``params`` too: every compiled call goes through here.
         """
+        self._check_params()
         sparse = scipy.sparse.issparse(X)
         X = X if sparse else np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
@@ -186,6 +203,10 @@ class Network:
         if not sparse:
             return np.ascontiguousarray(X), X.shape[0]
         X = X.tocsr()
+        try:  # the kernels index with these arrays unchecked: a malformed matrix must not reach them
+            X.check_format(full_check=True)
+        except ValueError as error:
+            raise ValueError(f"invalid sparse X: {error}") from None
         parts = (np.ascontiguousarray(X.data), np.ascontiguousarray(X.indices), np.ascontiguousarray(X.indptr))
         return (*parts, np.int64(X.shape[1])), X.shape[0]
 
@@ -299,18 +320,49 @@ class Network:
         )
         return float(loss), grads
 
+    def _workspace_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
+        """The shape of every buffer a ``train_epoch`` workspace for ``batch_size`` rows holds."""
+        width, n_out = max(self.layer_sizes[1:]), self.layer_sizes[-1]
+        return {
+            "Y_batch": (batch_size, n_out),
+            "weight_batch": (batch_size,),
+            "acts": (batch_size * sum(self.layer_sizes[1:]),),
+            "delta_a": (batch_size * width,),
+            "delta_b": (batch_size * width,),
+            "grads": self.params.shape,
+        }
+
     def workspace(self, batch_size: int) -> Workspace:
         """Scratch buffers for ``train_epoch`` at this batch size (allocate once per fit, pass every epoch)."""
-        dt, width = self.dtype, max(self.layer_sizes[1:])
-        return Workspace(
-            batch_size=batch_size,
-            Y_batch=np.empty((batch_size, self.layer_sizes[-1]), dtype=dt),
-            weight_batch=np.empty(batch_size, dtype=dt),
-            acts=np.empty(batch_size * sum(self.layer_sizes[1:]), dtype=dt),
-            delta_a=np.empty(batch_size * width, dtype=dt),
-            delta_b=np.empty(batch_size * width, dtype=dt),
-            grads=np.empty_like(self.params),
-        )
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        buffers = {name: np.empty(shape, self.dtype) for name, shape in self._workspace_shapes(batch_size).items()}
+        return Workspace(batch_size=batch_size, **buffers)
+
+    def _check_workspace(self, workspace: Workspace, batch_size: int) -> None:
+        """Refuse a workspace whose buffers do not fit this network, dtype and batch size.
+
+        The kernels write these buffers without bounds checks, so a workspace made by another network once
+        corrupted the heap; this check runs once per epoch, before the compiled call.
+        """
+        capacity = getattr(workspace, "batch_size", None)
+        fits = isinstance(workspace, Workspace) and isinstance(capacity, int) and capacity >= batch_size
+        if fits:
+            for name, shape in self._workspace_shapes(capacity).items():
+                array = getattr(workspace, name)
+                fits &= (
+                    isinstance(array, np.ndarray)
+                    and array.shape == shape
+                    and array.dtype == self.dtype
+                    and array.flags.c_contiguous
+                    and array.flags.writeable
+                )
+        if not fits:
+            raise ValueError(
+                f"this workspace does not fit: train_epoch needs one made by this network's "
+                f"workspace(batch_size) with batch_size >= {batch_size} (layers {self.layer_sizes}, {self.dtype})"
+            )
 
     def train_epoch(
         self,
@@ -347,7 +399,8 @@ class Network:
         alpha : float
             L2 strength on weights.
         workspace : Workspace, optional
-            From :meth:`workspace`; allocated here if not given.
+            From this network's :meth:`workspace`, for at least ``batch_size`` rows (checked: a workspace of
+            another network or dtype raises ``ValueError``); allocated here if not given.
 
         Returns
         -------
@@ -379,8 +432,10 @@ class Network:
             order = np.empty(0, dtype=np.int64)
         visited = order.size or n
         batch_size = min(batch_size, visited)
-        if workspace is None or workspace.batch_size < batch_size or workspace.grads.dtype != self.dtype:
+        if workspace is None:
             workspace = self.workspace(batch_size)
+        else:
+            self._check_workspace(workspace, batch_size)
         optimizer.initialize(self.params)
         dt = self.dtype.type
         if isinstance(optimizer, Adam):
@@ -458,16 +513,33 @@ def _gather_buffer(X, order: np.ndarray, batch_size: int, workspace: Workspace):
     """The buffer the epoch kernel gathers shuffled batches into: dense rows, or CSR arrays sized this epoch."""
     if not isinstance(X, tuple):
         rows = workspace.batch_size if order.size else 1  # unshuffled epochs read X in place: a stub suffices
-        if workspace.X_batch is None or workspace.X_batch.shape[0] < rows:
-            workspace.X_batch = np.empty((rows, X.shape[1]), X.dtype)
-        return workspace.X_batch
+        held = workspace.X_batch
+        if not (
+            isinstance(held, np.ndarray)
+            and held.ndim == 2
+            and held.shape[0] >= rows
+            and held.shape[1] == X.shape[1]
+            and held.dtype == X.dtype
+            and held.flags.c_contiguous
+            and held.flags.writeable
+        ):
+            held = workspace.X_batch = np.empty((rows, X.shape[1]), X.dtype)
+        return held
     data, indices, indptr, _ = X
     need = 0
     if order.size:  # the largest number of stored values in any batch of this epoch's order
         row_counts = np.diff(indptr)[order]
         need = int(np.add.reduceat(row_counts, np.arange(0, order.size, batch_size)).max())
     held = workspace.sparse_batch
-    if held is None or held[0].size < need or held[1].dtype != indices.dtype:
+    if not (
+        isinstance(held, tuple)
+        and len(held) == 3
+        and all(isinstance(a, np.ndarray) and a.ndim == 1 and a.flags.c_contiguous and a.flags.writeable for a in held)
+        and held[0].size >= need
+        and held[1].size >= need
+        and held[2].size >= workspace.batch_size + 1
+        and (held[0].dtype, held[1].dtype, held[2].dtype) == (data.dtype, indices.dtype, indptr.dtype)
+    ):
         held = (
             np.empty(need, data.dtype),
             np.empty(need, indices.dtype),

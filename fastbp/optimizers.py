@@ -11,6 +11,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def _state_fits(state, params: np.ndarray) -> bool:
+    """True if ``state`` can be written by the kernels as optimizer state for ``params``."""
+    return (
+        isinstance(state, np.ndarray)
+        and state.shape == params.shape
+        and state.dtype == params.dtype
+        and state.flags.c_contiguous
+        and state.flags.writeable
+    )
+
+
 @dataclass
 class SGD:
     """Stochastic gradient descent with optional (Nesterov) momentum, scikit-learn's update rule.
@@ -35,7 +46,7 @@ class SGD:
 
     def initialize(self, params: np.ndarray) -> None:
         """Allocate zeroed state matching ``params`` (kept if it already matches)."""
-        if self.velocity is None or self.velocity.shape != params.shape or self.velocity.dtype != params.dtype:
+        if not _state_fits(self.velocity, params):
             self.velocity = np.zeros_like(params)
 
 
@@ -63,7 +74,7 @@ class Adam:
 
     def initialize(self, params: np.ndarray) -> None:
         """Allocate zeroed moments matching ``params`` (kept if they already match)."""
-        if self.m is None or self.m.shape != params.shape or self.m.dtype != params.dtype:
+        if not (_state_fits(self.m, params) and _state_fits(self.v, params) and self.m is not self.v):
             self.m = np.zeros_like(params)
             self.v = np.zeros_like(params)
             self.t = 0

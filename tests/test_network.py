@@ -249,3 +249,53 @@ def test_order_over_a_subset_trains_on_those_rows_in_place(dtype):
     twin_loss = twin.train_epoch(X[subset], Y[subset], 6, twin_opt, shuffle=False, sample_weight=w[subset], alpha=0.1)
     assert loss == pytest.approx(twin_loss, rel=tolerance(dtype))
     assert rel_error(net.params, twin.params) < tolerance(dtype)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_workspace_of_another_network_is_refused(shuffle):
+    """Regression: a 784-256-128-10 workspace passed to a 784-32-100 network corrupted the heap."""
+    big = fastbp.Network((30, 20, 12, 4), dtype=np.float32).initialize(0)
+    small = fastbp.Network((30, 6, 25), dtype=np.float32).initialize(0)
+    X = np.random.default_rng(0).normal(size=(40, 30)).astype(np.float32)
+    Y = np.eye(25, dtype=np.float32)[np.arange(40) % 25]
+    before = small.params.copy()
+    for workspace in (big.workspace(16), small.workspace(4), fastbp.Network((30, 6, 25)).workspace(16)):
+        with pytest.raises(ValueError, match="workspace does not fit"):
+            small.train_epoch(X, Y, 16, fastbp.Adam(), shuffle, rng=0, workspace=workspace)
+    np.testing.assert_array_equal(small.params, before)
+    tampered = small.workspace(16)
+    tampered.acts = tampered.acts[:10]
+    with pytest.raises(ValueError, match="workspace does not fit"):
+        small.train_epoch(X, Y, 16, fastbp.Adam(), shuffle, rng=0, workspace=tampered)
+    # a gather buffer left by another network is replaced, not written past its end
+    reused = small.workspace(16)
+    reused.X_batch = np.empty((16, 3), np.float32)
+    reused.sparse_batch = (np.empty(1, np.float32), np.empty(1, np.int32), np.empty(2, np.int32))
+    twin = fastbp.Network((30, 6, 25), dtype=np.float32)
+    twin.params[:] = small.params
+    assert small.train_epoch(X, Y, 16, fastbp.Adam(), shuffle, rng=0, workspace=reused) == twin.train_epoch(
+        X, Y, 16, fastbp.Adam(), shuffle, rng=0
+    )
+    np.testing.assert_array_equal(small.params, twin.params)
+
+
+def test_reassigned_params_and_optimizer_state_are_checked():
+    net, X, Y, _ = make_problem((5, 4, 3), "relu", "softmax", 12)
+    adam = fastbp.Adam()
+    adam.m, adam.v = np.zeros(net.params.size), np.zeros(3)  # state of another size: reset, never written past
+    net.train_epoch(X, Y, 4, adam, rng=0)
+    assert adam.v.shape == net.params.shape and adam.t == 3
+    net.params = np.zeros(7)
+    for call in (lambda: net.forward(X), lambda: net.train_epoch(X, Y, 4, fastbp.SGD(), rng=0)):
+        with pytest.raises(ValueError, match="params must be"):
+            call()
+
+
+def test_malformed_sparse_input_is_refused():
+    import scipy.sparse
+
+    net, X, Y, _ = make_problem((5, 4, 3), "relu", "softmax", 3)
+    bad = scipy.sparse.csr_matrix((np.ones(2), np.array([0, 99]), np.array([0, 1, 2, 2])), shape=(3, 5))
+    for call in (lambda: net.forward(bad), lambda: net.train_epoch(bad, Y, 2, fastbp.SGD(), rng=0)):
+        with pytest.raises(ValueError, match="invalid sparse X"):
+            call()
