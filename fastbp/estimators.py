@@ -24,13 +24,14 @@ Deliberate differences from scikit-learn, each a fix of a known defect:
 
 from __future__ import annotations
 
+import copy
 import time
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.optimize
 import scipy.sparse
+from sklearn import config_context
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
@@ -43,7 +44,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from fastbp._interrupt import deferred_interrupt
+from fastbp._interrupt import TrainingInterruptedWarning, deferred_interrupt
+from fastbp._warn import warn_user
 from fastbp.kernels.inputs import all_finite
 from fastbp.network import DivergenceError, Network
 from fastbp.optimizers import SGD, Adam
@@ -69,6 +71,15 @@ def _is_dask_collection(X) -> bool:
 def _contiguous(X):
     """C-contiguous dense X (a copy only if needed); sparse X as CSR, never densified."""
     return X.tocsr() if scipy.sparse.issparse(X) else np.ascontiguousarray(X)
+
+
+def _warn_lbfgs_not_converged(result, n_iter: int, max_iter: int) -> None:
+    """scikit-learn's ConvergenceWarning for lbfgs (``_check_optimize_result``), pointing at the user's call."""
+    message = f"lbfgs failed to converge after {n_iter} iteration(s) (status={result.status}):\n{result.message}\n"
+    if n_iter == max_iter:
+        message += f"\nIncrease the number of iterations to improve the convergence (max_iter={max_iter})."
+    message += "\nYou might also want to scale the data as shown in:\n    https://scikit-learn.org/stable/modules/preprocessing.html"
+    warn_user(message, ConvergenceWarning)
 
 
 class _BaseMLP(BaseEstimator):
@@ -101,20 +112,34 @@ class _BaseMLP(BaseEstimator):
     }
 
     # -- the network behind coefs_ / intercepts_ ------------------------------------------------------------
-    def _network(self) -> Network:
-        """The Network whose flat buffer ``coefs_``/``intercepts_`` view; rebuilt if a user assigned them."""
-        net = getattr(self, "_net", None)
-        arrays = list(self.coefs_) + list(self.intercepts_)
+    def _network(self, state: dict | None = None) -> Network:
+        """The Network whose flat buffer ``coefs_``/``intercepts_`` view; rebuilt if a user assigned them.
+
+        ``state`` is a snapshot of the fitted state (:meth:`_fitted_state`) for callers that may run while
+        another thread's ``fit`` publishes a new model; it defaults to the live attributes.
+        """
+        state = self.__dict__ if state is None else state
+        net, coefs, intercepts = state.get("_net"), state["coefs_"], state["intercepts_"]
+        arrays = list(coefs) + list(intercepts)
         if net is not None and len(arrays) == 2 * len(net.layers):
             if all(a.base is net.params or a is net.params for a in arrays):
                 return net
         dtype = np.result_type(*arrays)
         dtype = dtype if dtype in (np.float32, np.float64) else np.float64
-        sizes = [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
-        hidden = (self.activation,) * (len(sizes) - 2)
-        net = Network(sizes, hidden, self.out_activation_, dtype=dtype).set_parameters(self.coefs_, self.intercepts_)
-        self._adopt(net)
+        sizes = [c.shape[0] for c in coefs] + [coefs[-1].shape[1]]
+        hidden = (state["activation"],) * (len(sizes) - 2)
+        net = Network(sizes, hidden, state["out_activation_"], dtype=dtype).set_parameters(coefs, intercepts)
+        self.__dict__.update(_net=net, coefs_=net.coefs, intercepts_=net.intercepts)
         return net
+
+    def _fitted_state(self) -> dict:
+        """A snapshot of the attributes, taken in one step.
+
+        ``fit`` publishes a new model in one ``__dict__.update`` (:meth:`_fit`); a prediction reads the
+        network, labels and sizes from one snapshot, so it sees the old model or the new one, never a mix.
+        """
+        self._check_fitted()
+        return self.__dict__.copy()
 
     def __getstate__(self):
         """Pickle ``coefs_``/``intercepts_`` once: the flat buffer they view is rebuilt on first use."""
@@ -135,13 +160,22 @@ class _BaseMLP(BaseEstimator):
                 "before using this estimator."
             )
 
-    def _forward(self, X, check_input: bool = True) -> np.ndarray:
-        net = self._network()
-        if check_input and not self._is_plain_input(X, net):
+    def _forward(self, X, state: dict, check_input: bool = True) -> np.ndarray:
+        """Network outputs for X with the model in ``state``; float64 X gives float64 outputs.
+
+        A float32 model computes float64 X in float64 (with its float32 weights widened), as scikit-learn's
+        matmul of float64 X with float32 weights does, rather than rounding X to float32.
+        """
+        net = self._network(state)
+        if check_input and not self._is_plain_input(X, net, state):
             X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
+        if X.dtype == np.float64 and net.dtype == np.float32:
+            wide = Network(net.layer_sizes, net.hidden_activations, net.output, np.float64)
+            wide.params[:] = net.params  # per call: coefs_ may have been edited in place since the last one
+            net = wide
         return net.forward(X.astype(net.dtype, copy=False))
 
-    def _is_plain_input(self, X, net: Network) -> bool:
+    def _is_plain_input(self, X, net: Network, state: dict) -> bool:
         """A finite float ndarray of the right width and dtype, from a model fitted without feature names.
 
         Such input needs none of ``validate_data``'s conversions; checking it directly takes ~2 us instead of
@@ -154,18 +188,59 @@ class _BaseMLP(BaseEstimator):
             and X.ndim == 2
             and X.dtype == net.dtype
             and X.shape[0] > 0
-            and X.shape[1] == self.n_features_in_
-            and not hasattr(self, "feature_names_in_")
+            and X.shape[1] == state["n_features_in_"]
+            and "feature_names_in_" not in state
             and X.flags.c_contiguous
             and bool(all_finite(X))
         )
 
     # -- fit ------------------------------------------------------------------------------------------------
-    def _fit(self, X, y, sample_weight=None, incremental=False):
+    def _fit(self, X, y, sample_weight=None, incremental=False, prepare=None):
+        """Train a working copy of the estimator, then publish its fitted state in one step.
+
+        Training never writes the published model: a prediction from another thread during ``fit`` sees the
+        old model (or ``NotFittedError``) until the new one replaces it whole. A fit that raises during
+        training (divergence, an error in a scorer) still publishes the progress made up to the last
+        completed epoch; one that fails before training began (bad input) leaves the estimator untouched.
+        ``prepare(work)`` runs first on the copy (``partial_fit``'s label setup).
+        """
+        continuing = hasattr(self, "coefs_") and (self.warm_start or incremental)
+        work = self._working_copy(continuing, incremental)
+        if prepare is not None:
+            prepare(work)
+        try:
+            work._fit_in_place(X, y, sample_weight, incremental)
+        except Exception:
+            if "coefs_" in work.__dict__:
+                self.__dict__.update(work.__dict__)
+            raise
+        self.__dict__.update(work.__dict__)
+        return self
+
+    def _working_copy(self, continuing: bool, incremental: bool):
+        """A shallow copy whose training state (network, optimizer, curves) is its own."""
+        work = object.__new__(type(self))
+        work.__dict__.update(self.__dict__)
+        if continuing:
+            net = self._network()
+            twin = Network(net.layer_sizes, net.hidden_activations, net.output, net.dtype)
+            twin.params[:] = net.params
+            work._adopt(twin)
+            for name in ("loss_curve_", "validation_scores_"):
+                if isinstance(getattr(work, name, None), list):
+                    setattr(work, name, list(getattr(work, name)))
+            if incremental and getattr(work, "_optimizer", None) is not None:
+                work._optimizer = copy.deepcopy(work._optimizer)
+        return work
+
+    def _fit_in_place(self, X, y, sample_weight, incremental):
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
+        if not all(isinstance(h, Integral) and not isinstance(h, bool) for h in hidden):
+            raise TypeError(f"hidden_layer_sizes must hold integers, got {self.hidden_layer_sizes!r}.")
         if np.any(np.array(hidden) <= 0):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
+        hidden = [int(h) for h in hidden]
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, Y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
@@ -182,6 +257,8 @@ class _BaseMLP(BaseEstimator):
             net = Network(net.layer_sizes, net.hidden_activations, net.output, X.dtype)
             net.params[:] = self._net.params
             self._adopt(net)
+            if getattr(self, "_best_params", None) is not None:
+                self._best_params = self._best_params.astype(X.dtype)
         if net.layer_sizes != tuple(layer_units):
             raise ValueError(
                 f"the network has layers {net.layer_sizes} but this data needs {tuple(layer_units)}; "
@@ -191,7 +268,6 @@ class _BaseMLP(BaseEstimator):
             self._fit_stochastic(net, X, Y, sample_weight, incremental)
         else:
             self._fit_lbfgs(net, X, Y, sample_weight)
-        return self
 
     def _initialize(self, layer_units, dtype) -> None:
         self.n_iter_ = 0
@@ -232,12 +308,13 @@ class _BaseMLP(BaseEstimator):
         the validation set (a copy of its rows, for scoring).
         """
         stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None
-        train, val = train_test_split(
-            np.arange(X.shape[0]),
-            random_state=self._random_state,
-            test_size=self.validation_fraction,
-            stratify=stratify,
-        )
+        with config_context(skip_parameter_validation=True):  # scikit-learn's MLP gets the split's own messages
+            train, val = train_test_split(
+                np.arange(X.shape[0]),
+                random_state=self._random_state,
+                test_size=self.validation_fraction,
+                stratify=stratify,
+            )
         if val.size < 2:
             raise ValueError(
                 "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
@@ -249,9 +326,7 @@ class _BaseMLP(BaseEstimator):
         if self.batch_size == "auto":
             return min(200, n_samples)
         if self.batch_size > n_samples:
-            warnings.warn(
-                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=3
-            )
+            warn_user("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
         return int(np.clip(self.batch_size, 1, n_samples))
 
     def _fit_stochastic(self, net: Network, X, Y, sample_weight, incremental):
@@ -302,19 +377,18 @@ class _BaseMLP(BaseEstimator):
                 if self._end_of_epoch(validation, time.perf_counter() - started, rows.size):
                     break
                 if interrupted():
-                    warnings.warn("Training interrupted by user.", stacklevel=4)
+                    warn_user("Training interrupted by user.", TrainingInterruptedWarning)
                     break
                 if incremental:
                     break
                 if self.n_iter_ == self.max_iter:
-                    warnings.warn(
+                    warn_user(
                         f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                         "optimization hasn't converged yet.",
                         ConvergenceWarning,
-                        stacklevel=3,
                     )
         except KeyboardInterrupt:  # a second Ctrl-C: the epoch in flight was rolled back by Network
-            warnings.warn("Training interrupted by user.", stacklevel=4)
+            warn_user("Training interrupted by user.", TrainingInterruptedWarning)
 
     def _end_of_epoch(self, validation, seconds: float, n_samples: int) -> bool:
         """Record the epoch, update the schedule and the stopping rule; True when training should stop.
@@ -371,28 +445,54 @@ class _BaseMLP(BaseEstimator):
         """scipy's L-BFGS-B from ``net.params`` on ``loss_and_gradient(flat) -> (loss, gradient)``.
 
         The objective may compute anywhere (here, or on a Dask cluster: :mod:`fastbp.dask_training`); the
-        result is written to ``net.params`` only once scipy has finished.
+        result is written to ``net.params`` only once scipy has finished. Ctrl-C stops at the end of the
+        running iteration (a second one at once), keeping the last completed iterate, as the stochastic
+        solvers keep the last completed epoch.
         """
+        start = net.params.astype(np.float64)
+        last = {"x": start, "fun": None, "nit": 0}  # the last completed iteration
 
-        def report(intermediate_result):
-            if self.verbose:
-                print(f"Iteration {intermediate_result.nit}, loss = {intermediate_result.fun:.8f}")
+        def loss_and_gradient_at(flat):
+            loss, grad = loss_and_gradient(flat)
+            if last["fun"] is None:  # scipy evaluates the starting point first
+                last["fun"] = loss
+            return loss, grad
 
-        result = scipy.optimize.minimize(
-            loss_and_gradient,
-            net.params.astype(np.float64),
-            method="L-BFGS-B",
-            jac=True,
-            callback=report,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
-        )
-        from sklearn.utils.optimize import _check_optimize_result
+        with deferred_interrupt() as interrupted:
 
-        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
-        self.loss_ = float(result.fun)
-        if not np.isfinite(result.x).all():
+            def end_of_iteration(intermediate_result):
+                last.update(x=intermediate_result.x.copy(), fun=float(intermediate_result.fun), nit=last["nit"] + 1)
+                if self.verbose:
+                    print(f"Iteration {last['nit']}, loss = {last['fun']:.8f}")
+                if interrupted():
+                    raise StopIteration  # scipy ends the minimization with the current iterate
+
+            try:
+                result = scipy.optimize.minimize(
+                    loss_and_gradient_at,
+                    start,
+                    method="L-BFGS-B",
+                    jac=True,
+                    callback=end_of_iteration,
+                    options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+                )
+                stopped = interrupted()
+            except KeyboardInterrupt:  # a second Ctrl-C, anywhere inside scipy
+                result, stopped = None, True
+        if stopped:
+            warn_user("Training interrupted by user.", TrainingInterruptedWarning)
+            x, n_iter, loss = last["x"], last["nit"], last["fun"]
+            if loss is None:
+                loss = loss_and_gradient(start)[0]
+        else:
+            x, n_iter, loss = result.x, min(result.nit, self.max_iter), result.fun
+            if result.status != 0:
+                _warn_lbfgs_not_converged(result, n_iter, self.max_iter)
+        if not (np.isfinite(x).all() and np.isfinite(loss)):
+            net.params[:] = start  # the objective wrote other points into params; keep the starting model
             raise DivergenceError(_NON_FINITE)
-        net.params[:] = result.x
+        net.params[:] = x
+        self.n_iter_, self.loss_ = n_iter, float(loss)
 
     # -- scikit-learn API -----------------------------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
@@ -557,10 +657,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
-        y_pred = self._forward(X, check_input)
-        if self.n_outputs_ == 1:
+        state = self._fitted_state()
+        y_pred = self._forward(X, state, check_input)
+        if state["n_outputs_"] == 1:
             y_pred = y_pred.ravel()
-        return self._label_binarizer.inverse_transform(y_pred)
+        return state["_label_binarizer"].inverse_transform(y_pred)
 
     def _score(self, X, y, sample_weight=None):
         return self._score_with(X, y, sample_weight, accuracy_score)
@@ -583,13 +684,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """
         if not hasattr(self, "coefs_"):
             self._validate_params()
-        if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+        def first_call_labels(work):
+            if _check_partial_fit_first_call(work, classes):
+                work._label_binarizer = LabelBinarizer()
+                work._label_binarizer.fit(y if type_of_target(y).startswith("multilabel") else classes)
+
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True, prepare=first_call_labels)
 
     def predict_proba(self, X):
         """Class probabilities, rows summing to 1 (per label for multilabel y).
@@ -602,9 +703,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         ndarray of shape (n_samples, n_classes)
         """
-        self._check_fitted()
-        y_pred = self._forward(X)
-        if self.n_outputs_ == 1:
+        state = self._fitted_state()
+        y_pred = self._forward(X, state)
+        if state["n_outputs_"] == 1:
             return np.hstack([1 - y_pred, y_pred])
         return y_pred
 
@@ -721,7 +822,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
-        y_pred = self._forward(X, check_input)
+        y_pred = self._forward(X, self._fitted_state(), check_input)
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
     def _score(self, X, y, sample_weight=None):

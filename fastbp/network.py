@@ -301,6 +301,8 @@ class Network:
             Same layout as ``params``.
         """
         X, n, Y, sample_weight = self._check_targets(X, Y, sample_weight)
+        if sample_weight.size and not sample_weight.sum() > 0:
+            raise ZeroDivisionError("Weights sum to zero, can't be normalized")
         width = max(self.layer_sizes[1:])
         grads = np.empty_like(self.params)
         loss = _epoch.loss_and_gradient(
@@ -410,6 +412,8 @@ class Network:
 
         Raises
         ------
+        ZeroDivisionError
+            If the sample weights of a mini-batch sum to zero (before the epoch starts).
         DivergenceError
             If a loss or parameter became inf or NaN; the parameters and optimizer state are restored to
             their values before the epoch.
@@ -432,6 +436,10 @@ class Network:
             order = np.empty(0, dtype=np.int64)
         visited = order.size or n
         batch_size = min(batch_size, visited)
+        if sample_weight.size:
+            visited_weights = sample_weight[order] if order.size else sample_weight
+            if not (np.add.reduceat(visited_weights, np.arange(0, visited, batch_size)) > 0).all():
+                raise ZeroDivisionError("Weights sum to zero, can't be normalized")  # scikit-learn's words
         if workspace is None:
             workspace = self.workspace(batch_size)
         else:
@@ -488,9 +496,10 @@ class Network:
             raise
         if done < visited or not np.isfinite(self.params).all():  # plain SGD without L2 tracks no weight norm
             _restore((self.params, *state), backup)
+            hint = " (float32 overflows above 3.4e38: fit in float64 for such values)" if dt is np.float32 else ""
             raise DivergenceError(
                 "the loss or the parameters became inf or NaN during this epoch; parameters were restored to "
-                "their values before it. Lower the learning rate or scale the inputs."
+                f"their values before it. Lower the learning rate or scale the inputs and targets{hint}."
             )
         if code == ADAM:
             optimizer.t = int(t)
