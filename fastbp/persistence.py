@@ -2,11 +2,20 @@
 
 A model file is a zip of ``.npy`` arrays (numpy's own format, read with ``allow_pickle=False``) plus one JSON
 document (``metadata.json``): the estimator class, its parameters, the fitted attributes that are not arrays,
-the dtype, fastbp's version and the format version. Loading reads only the member names it expects, checks
-every declared array size against the file before reading it, and validates every field (layer shapes chain
-up, dtypes are float32/float64, values are finite, names are known activations, the version is not newer);
-anything wrong raises :class:`ModelFileError` and nothing else. Pickle and joblib keep working as usual, but
-only ``load`` is safe for files from other people.
+the training state that ``warm_start`` and ``partial_fit`` continue from, the dtype, fastbp's version and the
+format version. A loaded model predicts, and continues training, exactly as the pickled one does.
+
+Loading validates ``metadata.json`` first (every field's type and range), derives from it the exact shape and
+dtype of every array member, and checks each member's header against that before reading any of its data, so
+a small file cannot make ``load`` decompress more than the model it describes. Anything wrong with the file
+raises :class:`ModelFileError` and nothing else; a missing path raises ``FileNotFoundError``. Pickle and joblib
+keep working as usual, but only ``load`` is safe for files from other people.
+
+``save`` encodes everything before it touches the disk, writes a temporary file in the target's folder and
+renames it over the target, so a failed save never damages the file that was there.
+
+Format versions: 1 (fastbp 0.1.0: no training state, parameters as plain JSON) still loads; 2 adds exact
+parameter types, label kinds and the training state.
 """
 
 from __future__ import annotations
@@ -15,20 +24,26 @@ import io
 import json
 import math
 import os
+import secrets
 import zipfile
 import zlib
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _MAX_METADATA_BYTES = 1 << 20
-_MAX_ARRAY_BYTES = 1 << 32
+_MAX_MODEL_BYTES = 1 << 32  # all weight-sized arrays together
+_MAX_LABEL_BYTES = 1 << 26  # classes or feature names
 _ACTIVATIONS = {"identity", "logistic", "tanh", "relu"}
 _OUTPUTS = {"MLPClassifier": {"softmax", "logistic"}, "MLPRegressor": {"identity", "exp"}}
-_FITTED_SCALARS = ("n_iter_", "t_", "n_layers_", "n_outputs_", "out_activation_", "n_features_in_", "loss_")
-_FITTED_OPTIONAL = ("best_loss_", "loss_curve_", "validation_scores_", "best_validation_score_")
-
+_SIZES = ("n_layers_", "n_outputs_", "n_features_in_")
+_COUNTS = ("n_iter_", "t_")
+_CURVES = ("loss_curve_", "validation_scores_")
+_SCORES = ("loss_", "best_loss_", "best_validation_score_")
+_LABEL_KINDS = "biuUfMm"  # bool, integers, strings, floats, datetime64, timedelta64: all plain npy dtypes
 
 _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError, KeyError)
 _READ_ERRORS += (TypeError, AttributeError, OverflowError, UnicodeDecodeError, RecursionError, MemoryError)
@@ -38,24 +53,96 @@ class ModelFileError(ValueError):
     """A model file is damaged, not a fastbp model, or from a newer format; nothing was loaded."""
 
 
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"float": repr(value)}  # inf / nan, which strict JSON cannot hold
-    if isinstance(value, (np.floating, np.integer)):
-        return _json_safe(value.item())
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    return value
-
-
-def _from_json(value):
-    if isinstance(value, dict) and set(value) == {"float"} and value["float"] in ("inf", "-inf", "nan"):
-        return float(value["float"])
+# -- values <-> JSON ----------------------------------------------------------------------------------------
+def _encode(value, where: str):
+    """A JSON value that :func:`_decode` turns back into ``value`` with its exact type, or TypeError."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"float": repr(value)}
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return {"numpy": value.dtype.str, "value": _encode(value.item(), where)}
+    if isinstance(value, tuple):
+        return {"tuple": [_encode(v, where) for v in value]}
     if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    return value
+        return [_encode(v, where) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.ndim == 1:
+        return {"ndarray": value.dtype.str, "value": [_encode(v, where) for v in value.tolist()]}
+    if isinstance(value, np.random.RandomState):
+        _, keys, pos, has_gauss, cached = value.get_state(legacy=True)
+        return {"RandomState": {"keys": keys.tolist(), "pos": pos, "has_gauss": has_gauss, "gauss": cached}}
+    raise TypeError(
+        f"fastbp.save cannot store {where} = {value!r} (a {type(value).__name__}): use plain numbers, strings, "
+        "tuples or a RandomState, or pickle the model"
+    )
+
+
+def _numpy_dtype(code) -> np.dtype:
+    dtype = np.dtype(code) if isinstance(code, str) and len(code) <= 4 else None
+    if dtype is None or dtype.kind not in "biuf":
+        raise ModelFileError(f"invalid number type {code!r}")
+    return dtype
+
+
+def _decode(value, version: int):
+    """The inverse of :func:`_encode`; anything it did not write raises ModelFileError."""
+    if value is None or isinstance(value, (bool, str, int, float)):
+        return value
+    if isinstance(value, list):
+        return [_decode(v, version) for v in value]
+    if not isinstance(value, dict) or len(value) not in (1, 2):
+        raise ModelFileError(f"invalid value {value!r:.80}")
+    if set(value) == {"float"} and value["float"] in ("inf", "-inf", "nan"):
+        return float(value["float"])
+    if version < 2:
+        raise ModelFileError(f"invalid value {value!r:.80}")
+    if set(value) == {"tuple"} and isinstance(value["tuple"], list):
+        return tuple(_decode(v, version) for v in value["tuple"])
+    if set(value) == {"numpy", "value"} and isinstance(value["value"], (bool, int, float, dict)):
+        return _numpy_dtype(value["numpy"]).type(_decode(value["value"], version))
+    if set(value) == {"ndarray", "value"} and isinstance(value["value"], list) and len(value["value"]) <= 10_000:
+        return np.array([_decode(v, version) for v in value["value"]], dtype=_numpy_dtype(value["ndarray"]))
+    if set(value) == {"RandomState"} and isinstance(value["RandomState"], dict):
+        state = value["RandomState"]
+        keys = np.array(state.get("keys"), dtype=np.int64)
+        if keys.shape != (624,) or keys.min() < 0 or keys.max() >= 2**32:
+            raise ModelFileError("invalid RandomState")
+        generator = np.random.RandomState()
+        generator.set_state(
+            ("MT19937", keys.astype(np.uint32), int(state["pos"]), int(state["has_gauss"]), float(state["gauss"]))
+        )
+        return generator
+    raise ModelFileError(f"invalid value {value!r:.80}")
+
+
+# -- save -----------------------------------------------------------------------------------------------------
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(file)`` on a new file beside ``path``, then rename it over ``path``.
+
+    The rename is atomic, so ``path`` holds either its old content or the complete new one, whatever fails
+    (an exception in ``write``, a full disk, a crash). The new file gets the permissions a plain ``open``
+    would give it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to (re)place; its folder must exist.
+    write : callable
+        Writes the content to the binary file object it is given.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(temporary, "xb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def save(estimator, path: str | os.PathLike) -> None:
@@ -66,8 +153,31 @@ def save(estimator, path: str | os.PathLike) -> None:
     estimator : fastbp.MLPClassifier or fastbp.MLPRegressor
         Fitted.
     path : str or path-like
-        The file to write (conventionally ``*.fastbp``).
+        The file to write (conventionally ``*.fastbp``). Replaced atomically: if saving fails, a file that
+        was already there is left as it was.
+
+    Raises
+    ------
+    TypeError
+        If ``estimator`` is not a fastbp estimator, or a parameter or class label has a type the format cannot
+        hold exactly (the message names it); nothing is written.
     """
+    meta, arrays = _encode_model(estimator)
+    document = json.dumps(meta, allow_nan=False)
+
+    def write(file):
+        with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("metadata.json", document)
+            for key, array in arrays.items():
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, array, allow_pickle=False)
+                archive.writestr(f"{key}.npy", buffer.getvalue())
+
+    write_atomically(path, write)
+
+
+def _encode_model(estimator) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(metadata, arrays) of a fitted estimator; raises before anything is written."""
     from sklearn.utils.validation import check_is_fitted
 
     import fastbp
@@ -76,62 +186,62 @@ def save(estimator, path: str | os.PathLike) -> None:
     if name not in _OUTPUTS or not isinstance(estimator, (fastbp.MLPClassifier, fastbp.MLPRegressor)):
         raise TypeError(f"fastbp.save takes a fastbp MLPClassifier or MLPRegressor, got {name}")
     check_is_fitted(estimator)
-    params = estimator.get_params()
-    if not isinstance(params["random_state"], (int, type(None))):
-        params["random_state"] = None  # a RandomState object is not data; the fitted weights are saved
-    params["hidden_layer_sizes"] = list(np.atleast_1d(params["hidden_layer_sizes"]).tolist())
-    coefs, intercepts = estimator.coefs_, estimator.intercepts_
+    state = estimator._fitted_state()  # one snapshot, even if another thread is fitting
+    net = estimator._network(state)
+    fitted = {k: state[k] for k in _SIZES + _COUNTS + _CURVES + _SCORES + ("out_activation_",) if k in state}
     meta: dict[str, Any] = {
         "format": "fastbp-model",
         "format_version": FORMAT_VERSION,
         "fastbp_version": fastbp.__version__,
         "class": name,
-        "params": _json_safe(params),
-        "dtype": np.result_type(*coefs).name,
-        "n_weight_layers": len(coefs),
-        "fitted": {
-            k: _json_safe(getattr(estimator, k)) for k in _FITTED_SCALARS + _FITTED_OPTIONAL if hasattr(estimator, k)
-        },
+        "params": {k: _encode(v, k) for k, v in estimator.get_params().items()},
+        "dtype": net.dtype.name,
+        "n_weight_layers": len(net.layers),
+        "fitted": {k: _encode(v, k) for k, v in fitted.items()},
     }
-    arrays = {f"coef_{i}": np.ascontiguousarray(c) for i, c in enumerate(coefs)}
-    arrays |= {f"intercept_{i}": np.ascontiguousarray(b) for i, b in enumerate(intercepts)}
-    if hasattr(estimator, "feature_names_in_"):
-        arrays["feature_names_in"] = np.asarray(estimator.feature_names_in_, dtype=str)
+    arrays = {f"coef_{i}": np.ascontiguousarray(c) for i, c in enumerate(net.coefs)}
+    arrays |= {f"intercept_{i}": np.ascontiguousarray(b) for i, b in enumerate(net.intercepts)}
+    if "feature_names_in_" in state:
+        arrays["feature_names_in"] = np.asarray(state["feature_names_in_"], dtype=str)
     if name == "MLPClassifier":
-        classes = np.asarray(estimator.classes_)
-        if classes.dtype.kind not in "biuUf":
-            classes = classes.astype(str)
+        binarizer = state["_label_binarizer"]
+        classes = np.asarray(binarizer.classes_)
+        meta["labels"] = {"type": binarizer.y_type_, "sparse": bool(binarizer.sparse_input_), "object": False}
+        if classes.dtype == object:
+            if not all(isinstance(c, str) for c in classes):
+                kinds = sorted({type(c).__name__ for c in classes})
+                raise TypeError(
+                    f"fastbp.save cannot store class labels of Python types {kinds}: use labels of one numeric, "
+                    "string or datetime dtype, or pickle the model"
+                )
+            classes, meta["labels"]["object"] = classes.astype(str), True
+        if classes.dtype.kind not in _LABEL_KINDS:
+            raise TypeError(f"fastbp.save cannot store class labels of dtype {classes.dtype}")
         arrays["classes"] = classes
-        meta["label_type"] = estimator._label_binarizer.y_type_
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("metadata.json", json.dumps(meta, allow_nan=False))
-        for key, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, array, allow_pickle=False)
-            archive.writestr(f"{key}.npy", buffer.getvalue())
+    meta["training"] = {"no_improvement_count": _encode(state.get("_no_improvement_count", 0), "training state")}
+    optimizer = state.get("_optimizer")
+    if isinstance(optimizer, fastbp.Adam) and optimizer.m is not None:
+        meta["training"]["optimizer"] = {
+            "kind": "adam",
+            **{k: float(getattr(optimizer, k)) for k in ("learning_rate", "beta_1", "beta_2", "epsilon")},
+            "t": int(optimizer.t),
+        }
+        arrays |= {"optimizer_m": optimizer.m, "optimizer_v": optimizer.v}
+    elif isinstance(optimizer, fastbp.SGD) and optimizer.velocity is not None:
+        meta["training"]["optimizer"] = {
+            "kind": "sgd",
+            "learning_rate": float(optimizer.learning_rate),
+            "momentum": float(optimizer.momentum),
+            "nesterov": bool(optimizer.nesterov),
+        }
+        arrays["optimizer_velocity"] = optimizer.velocity
+    best = state.get("_best_params")
+    if isinstance(best, np.ndarray) and best.shape == net.params.shape:
+        arrays["best_params"] = best.astype(net.dtype, copy=False)
+    return meta, arrays
 
 
-def _read_array(archive: zipfile.ZipFile, key: str) -> np.ndarray:
-    member = f"{key}.npy"
-    try:
-        info = archive.getinfo(member)
-    except KeyError:
-        raise ModelFileError(f"missing array {key!r}") from None
-    if info.file_size > _MAX_ARRAY_BYTES:
-        raise ModelFileError(f"array {key!r} declares {info.file_size} bytes")
-    with archive.open(info) as stream:
-        version = np.lib.format.read_magic(stream)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(stream)  # the header only, no data
-        if dtype.hasobject:
-            raise ModelFileError(f"array {key!r} holds Python objects, which are never loaded")
-        declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-        if declared > info.file_size:
-            raise ModelFileError(f"array {key!r} declares {declared} bytes in a {info.file_size}-byte member")
-    with archive.open(info) as stream:
-        return np.lib.format.read_array(stream, allow_pickle=False)
-
-
+# -- load -----------------------------------------------------------------------------------------------------
 def load(path: str | os.PathLike):
     """Read a model written by :func:`save`, checking every field; never executes code from the file.
 
@@ -142,121 +252,241 @@ def load(path: str | os.PathLike):
     Returns
     -------
     fastbp.MLPClassifier or fastbp.MLPRegressor
-        Fitted, ready for ``predict``; its optimizer state is not saved, so ``partial_fit`` or a warm start
-        after loading begins a fresh optimizer from the loaded weights.
+        Fitted, predicting as the saved model did; ``warm_start`` and ``partial_fit`` continue from the saved
+        training state (format 2; a format-1 file starts a fresh optimizer from the loaded weights).
 
     Raises
     ------
+    FileNotFoundError, PermissionError, IsADirectoryError
+        If ``path`` cannot be opened.
     ModelFileError
-        On anything wrong with the file (and only this exception, for any content).
+        On anything wrong with the file's content (and only this exception, for any content).
     """
-    try:
-        return _load(path)
-    except ModelFileError:
-        raise
-    except _READ_ERRORS as error:
-        raise ModelFileError(f"not a readable fastbp model file: {type(error).__name__}: {error}") from None
+    with open(path, "rb") as file:
+        try:
+            return _load(file)
+        except ModelFileError:
+            raise
+        except _READ_ERRORS as error:
+            raise ModelFileError(f"not a readable fastbp model file: {type(error).__name__}: {error}") from None
 
 
-def _load(path):
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ModelFileError(message)
+
+
+def _is_int(value, low: int, high: float = math.inf) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_float(value, finite: bool = True) -> bool:
+    return isinstance(value, float) and (math.isfinite(value) or not finite)
+
+
+def _read_metadata(archive: zipfile.ZipFile) -> dict:
     import fastbp
 
-    with zipfile.ZipFile(path) as archive:
-        info = archive.getinfo("metadata.json") if "metadata.json" in archive.namelist() else None
-        if info is None or info.file_size > _MAX_METADATA_BYTES:
-            raise ModelFileError("no metadata.json (or an oversized one): not a fastbp model file")
-        meta = json.loads(archive.read(info).decode("utf-8"))
-        if not isinstance(meta, dict) or meta.get("format") != "fastbp-model":
-            raise ModelFileError("not a fastbp model file")
-        version = meta.get("format_version")
-        if not isinstance(version, int) or version < 1:
-            raise ModelFileError(f"invalid format_version {version!r}")
-        if version > FORMAT_VERSION:
-            raise ModelFileError(
-                f"this file has model format {version}, written by fastbp {meta.get('fastbp_version')}; this "
-                f"fastbp ({fastbp.__version__}) reads up to format {FORMAT_VERSION}: upgrade fastbp"
-            )
-        name = meta.get("class")
-        if name not in _OUTPUTS:
-            raise ModelFileError(f"unknown model class {name!r}")
-        n_layers = meta.get("n_weight_layers")
-        if not isinstance(n_layers, int) or not 1 <= n_layers <= 1000:
-            raise ModelFileError(f"invalid number of layers {n_layers!r}")
-        expected = {f"coef_{i}.npy" for i in range(n_layers)} | {f"intercept_{i}.npy" for i in range(n_layers)}
-        expected |= {"metadata.json", "feature_names_in.npy"} | ({"classes.npy"} if name == "MLPClassifier" else set())
-        unexpected = set(archive.namelist()) - expected
-        if unexpected:
-            raise ModelFileError(f"unexpected members {sorted(unexpected)[:5]}")
-        coefs = [_read_array(archive, f"coef_{i}") for i in range(n_layers)]
-        intercepts = [_read_array(archive, f"intercept_{i}") for i in range(n_layers)]
-        names = _read_array(archive, "feature_names_in") if "feature_names_in.npy" in archive.namelist() else None
-        classes = _read_array(archive, "classes") if name == "MLPClassifier" else None
-    estimator_type = getattr(fastbp, name)
-    params = meta.get("params")
-    if not isinstance(params, dict) or set(params) != set(estimator_type().get_params()):
-        raise ModelFileError("parameters do not match the estimator's")
-    params = {k: _from_json(v) for k, v in params.items()}
-    params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    info = archive.getinfo("metadata.json") if "metadata.json" in archive.namelist() else None
+    _require(info is not None and info.file_size <= _MAX_METADATA_BYTES, "no metadata.json (or an oversized one)")
+    meta = json.loads(archive.read(info).decode("utf-8"))
+    _require(isinstance(meta, dict) and meta.get("format") == "fastbp-model", "not a fastbp model file")
+    version = meta.get("format_version")
+    _require(_is_int(version, 1), f"invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"this file has model format {version}, written by fastbp {meta.get('fastbp_version')}; this "
+            f"fastbp ({fastbp.__version__}) reads up to format {FORMAT_VERSION}: upgrade fastbp"
+        )
+    _require(meta.get("class") in _OUTPUTS, f"unknown model class {meta.get('class')!r}")
+    _require(
+        meta.get("dtype") in ("float32", "float64"), f"dtype must be float32 or float64, not {meta.get('dtype')!r}"
+    )
+    _require(_is_int(meta.get("n_weight_layers"), 1, 1000), f"invalid number of layers {meta.get('n_weight_layers')!r}")
+    _require(isinstance(meta.get("params"), dict), "missing parameters")
+    _require(isinstance(meta.get("fitted"), dict), "missing fitted attributes")
+    return meta
+
+
+def _make_estimator(meta: dict):
+    """The estimator with the file's parameters, each decoded exactly and validated by scikit-learn's rules."""
+    import fastbp
+
+    estimator_type, version = getattr(fastbp, meta["class"]), meta["format_version"]
+    _require(set(meta["params"]) == set(estimator_type().get_params()), "parameters do not match the estimator's")
+    params = {k: _decode(v, version) for k, v in meta["params"].items()}
+    if version == 1:
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     estimator = estimator_type(**params)
     try:
         estimator._validate_params()
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         raise ModelFileError(f"invalid parameter: {error}") from None
-    _check_weights(meta, params, coefs, intercepts, name)
-    fitted = meta.get("fitted")
-    if not isinstance(fitted, dict) or not set(_FITTED_SCALARS) <= set(fitted):
-        raise ModelFileError("missing fitted attributes")
-    if fitted["out_activation_"] not in _OUTPUTS[name]:
-        raise ModelFileError(f"output activation {fitted['out_activation_']!r} is not one of {name}'s")
-    sizes = [c.shape[0] for c in coefs] + [coefs[-1].shape[1]]
-    if fitted["n_features_in_"] != sizes[0] or fitted["n_outputs_"] != sizes[-1] or fitted["n_layers_"] != len(sizes):
-        raise ModelFileError("n_features_in_, n_outputs_ or n_layers_ disagree with the weights")
-    for key in _FITTED_SCALARS + _FITTED_OPTIONAL:
-        if key in fitted:
-            setattr(estimator, key, _from_json(fitted[key]))
-    if names is not None:
-        if names.dtype.kind != "U" or names.shape != (sizes[0],):
-            raise ModelFileError("feature_names_in does not match the number of features")
-        estimator.feature_names_in_ = names.astype(object)
-    if name == "MLPClassifier":
-        _restore_labels(estimator, classes, meta.get("label_type"), sizes[-1])
-    estimator.coefs_, estimator.intercepts_ = coefs, intercepts
-    estimator._network()  # builds the flat buffer, checks the shapes once more
+    _require(params["activation"] in _ACTIVATIONS, f"unknown activation {params['activation']!r}")
     return estimator
 
 
-def _check_weights(meta, params, coefs, intercepts, name):
-    dtype = meta.get("dtype")
-    if dtype not in ("float32", "float64"):
-        raise ModelFileError(f"dtype must be float32 or float64, got {dtype!r}")
-    if params["activation"] not in _ACTIVATIONS:
-        raise ModelFileError(f"unknown activation {params['activation']!r}")
+def _fitted_attributes(meta: dict) -> dict:
+    """The fitted scalars and curves, each checked for type and range."""
+    name, version, raw = meta["class"], meta["format_version"], meta["fitted"]
+    fitted = {k: _decode(v, version) for k, v in raw.items() if k in (*_SIZES, *_COUNTS, *_CURVES, *_SCORES)}
+    _require(set(raw) <= set(fitted) | {"out_activation_"}, f"unknown fitted attributes {sorted(set(raw))[:5]}")
+    _require(raw.get("out_activation_") in _OUTPUTS[name], f"output {raw.get('out_activation_')!r} is not {name}'s")
+    fitted["out_activation_"] = raw["out_activation_"]
+    for key in _SIZES:
+        _require(_is_int(fitted.get(key), 1, 1 << 31), f"{key} must be a positive integer")
+    _require(fitted["n_layers_"] == meta["n_weight_layers"] + 1, "n_layers_ disagrees with the number of layers")
+    for key in _COUNTS:
+        _require(_is_int(fitted.get(key), 0), f"{key} must be a non-negative integer")
+    if "loss_" in fitted:
+        _require(_is_float(fitted["loss_"]) and fitted["loss_"] >= 0, "loss_ must be a finite number >= 0")
+    if fitted.get("best_loss_") is not None:
+        _require(_is_float(fitted["best_loss_"], finite=False) and fitted["best_loss_"] >= 0, "invalid best_loss_")
+    if fitted.get("best_validation_score_") is not None:
+        _require(_is_float(fitted["best_validation_score_"], finite=False), "invalid best_validation_score_")
+    for key in _CURVES:
+        curve = fitted.get(key)
+        _require(
+            curve is None or (isinstance(curve, list) and all(_is_float(v, finite=False) for v in curve)),
+            f"{key} must be a list of numbers",
+        )
+    return fitted
+
+
+def _training_state(meta: dict) -> dict:
+    """Format 2's training state: the no-improvement count and the optimizer's settings."""
+    training = meta.get("training", {"no_improvement_count": 0})
+    _require(isinstance(training, dict) and set(training) <= {"no_improvement_count", "optimizer"}, "invalid training")
+    _require(_is_int(training.get("no_improvement_count"), 0), "invalid no_improvement_count")
+    optimizer = training.get("optimizer")
+    if optimizer is not None:
+        _require(isinstance(optimizer, dict) and optimizer.get("kind") in ("sgd", "adam"), "invalid optimizer")
+        rate = optimizer.get("learning_rate")
+        _require(_is_float(rate) and rate > 0, "invalid optimizer learning_rate")
+        if optimizer["kind"] == "adam":
+            _require(set(optimizer) == {"kind", "learning_rate", "beta_1", "beta_2", "epsilon", "t"}, "invalid Adam")
+            _require(
+                all(_is_float(optimizer[k]) and 0 <= optimizer[k] < 1 for k in ("beta_1", "beta_2")), "invalid Adam"
+            )
+            _require(_is_float(optimizer["epsilon"]) and optimizer["epsilon"] > 0, "invalid Adam epsilon")
+            _require(_is_int(optimizer["t"], 0), "invalid Adam t")
+        else:
+            _require(set(optimizer) == {"kind", "learning_rate", "momentum", "nesterov"}, "invalid SGD")
+            _require(_is_float(optimizer["momentum"]) and 0 <= optimizer["momentum"] <= 1, "invalid SGD momentum")
+            _require(isinstance(optimizer["nesterov"], bool), "invalid SGD nesterov")
+    return training
+
+
+def _read_array(archive: zipfile.ZipFile, key: str, shapes: list[tuple], dtype: np.dtype | str) -> np.ndarray:
+    """Member ``key.npy``, refused unless its header declares one of ``shapes`` and ``dtype`` (a dtype, or a
+    string of allowed dtype kinds) and its size is exactly that; no data is read before these checks pass."""
+    member = f"{key}.npy"
+    _require(member in archive.namelist(), f"missing array {key!r}")
+    info = archive.getinfo(member)
+    with archive.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        _require(version in ((1, 0), (2, 0)), f"array {key!r}: unknown npy version")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, found = read_header(stream)  # the header only, no data
+        _require(not found.hasobject, f"array {key!r} holds Python objects, which are never loaded")
+        kind_ok = found.kind in dtype if isinstance(dtype, str) else found == dtype
+        _require(
+            kind_ok and shape in shapes and not fortran, f"array {key!r}: {found} {shape} is not what it should be"
+        )
+        size = math.prod(shape) * found.itemsize
+        _require(info.file_size == stream.tell() + size, f"array {key!r} does not hold {shape} {found}")
+        if isinstance(dtype, str):
+            _require(size <= _MAX_LABEL_BYTES, f"array {key!r} is too large")
+        array = np.empty(shape, found)
+        target, filled = memoryview(array.reshape(-1).view(np.uint8)), 0
+        while filled < size:
+            count = stream.readinto(target[filled:])
+            _require(count > 0, f"array {key!r} is truncated")
+            filled += count
+        return array
+
+
+def _load(file: BinaryIO):
+    with zipfile.ZipFile(file) as archive:
+        meta = _read_metadata(archive)
+        estimator = _make_estimator(meta)
+        fitted = _fitted_attributes(meta)
+        training = _training_state(meta)
+        name, dtype, n_layers = meta["class"], np.dtype(meta["dtype"]), meta["n_weight_layers"]
+        hidden = np.atleast_1d(estimator.hidden_layer_sizes).tolist()
+        _require(all(_is_int(h, 1, 1 << 31) for h in hidden), f"invalid hidden_layer_sizes {hidden!r:.80}")
+        sizes = [fitted["n_features_in_"], *hidden, fitted["n_outputs_"]]
+        _require(len(sizes) == n_layers + 1, f"hidden_layer_sizes {hidden} disagree with {n_layers} weight layers")
+        n_params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+        _require(n_params * dtype.itemsize * 4 <= _MAX_MODEL_BYTES, f"the model declares {n_params} parameters")
+        labels = meta.get("labels") if meta["format_version"] > 1 else {"type": meta.get("label_type")}
+        optimizer_arrays = {"adam": ("m", "v"), "sgd": ("velocity",), None: ()}
+        kind = (training.get("optimizer") or {}).get("kind")
+        expected = {f"coef_{i}.npy" for i in range(n_layers)} | {f"intercept_{i}.npy" for i in range(n_layers)}
+        expected |= {"metadata.json", "feature_names_in.npy", "best_params.npy"}
+        expected |= {f"optimizer_{a}.npy" for a in optimizer_arrays[kind]}
+        expected |= {"classes.npy"} if name == "MLPClassifier" else set()
+        unexpected = set(archive.namelist()) - expected
+        _require(not unexpected, f"unexpected members {sorted(unexpected)[:5]}")
+        coefs = [_read_array(archive, f"coef_{i}", [(i_, o)], dtype) for i, (i_, o) in enumerate(zip(sizes, sizes[1:]))]
+        intercepts = [_read_array(archive, f"intercept_{i}", [(o,)], dtype) for i, o in enumerate(sizes[1:])]
+        names = None
+        if "feature_names_in.npy" in archive.namelist():
+            names = _read_array(archive, "feature_names_in", [(sizes[0],)], "U")
+        classes = None
+        if name == "MLPClassifier":
+            _require(isinstance(labels, dict), "missing label description")
+            n_classes = [(1,), (2,)] if labels.get("type") == "binary" else [(sizes[-1],)]
+            classes = _read_array(archive, "classes", n_classes, _LABEL_KINDS)
+        best = None
+        if "best_params.npy" in archive.namelist():
+            best = _read_array(archive, "best_params", [(n_params,)], dtype)
+        state = [_read_array(archive, f"optimizer_{a}", [(n_params,)], dtype) for a in optimizer_arrays[kind]]
     for i, (W, b) in enumerate(zip(coefs, intercepts)):
-        if W.dtype != dtype or b.dtype != dtype or W.ndim != 2 or b.ndim != 1 or b.shape[0] != W.shape[1]:
-            raise ModelFileError(f"layer {i}: weights {W.shape} {W.dtype} and biases {b.shape} {b.dtype} do not fit")
-        if i and W.shape[0] != coefs[i - 1].shape[1]:
-            raise ModelFileError(f"layer {i} takes {W.shape[0]} inputs but layer {i - 1} gives {coefs[i - 1].shape[1]}")
-        if min(W.shape) < 1 or not (np.isfinite(W).all() and np.isfinite(b).all()):
-            raise ModelFileError(f"layer {i}: empty or non-finite weights")
-    hidden = [W.shape[1] for W in coefs[:-1]]
-    if hidden != list(params["hidden_layer_sizes"]):
-        raise ModelFileError(f"hidden_layer_sizes {params['hidden_layer_sizes']} disagree with the weights {hidden}")
+        _require(np.isfinite(W).all() and np.isfinite(b).all(), f"layer {i}: non-finite weights")
+    for key, value in fitted.items():
+        setattr(estimator, key, value)
+    if names is not None:
+        estimator.feature_names_in_ = names.astype(object)
+    if name == "MLPClassifier":
+        _restore_labels(estimator, classes, labels, sizes[-1])
+    estimator.coefs_, estimator.intercepts_ = coefs, intercepts
+    net = estimator._network()  # builds the flat buffer, checks the shapes once more
+    estimator._best_params = net.params.copy() if best is None else best
+    estimator._no_improvement_count = training["no_improvement_count"]
+    estimator._optimizer = _restore_optimizer(training.get("optimizer"), state)
+    return estimator
 
 
-def _restore_labels(estimator, classes, label_type, n_outputs):
+def _restore_optimizer(settings: dict | None, state: list[np.ndarray]):
+    from fastbp.optimizers import SGD, Adam
+
+    if settings is None:
+        return None
+    if settings["kind"] == "adam":
+        m, v = state
+        return Adam(
+            settings["learning_rate"], settings["beta_1"], settings["beta_2"], settings["epsilon"], settings["t"], m, v
+        )
+    return SGD(settings["learning_rate"], settings["momentum"], settings["nesterov"], state[0])
+
+
+def _restore_labels(estimator, classes: np.ndarray, labels: dict, n_outputs: int) -> None:
     from sklearn.preprocessing import LabelBinarizer
 
-    if (
-        classes is None
-        or classes.ndim != 1
-        or classes.dtype.kind not in "biuUf"
-        or len(np.unique(classes)) != len(classes)
-    ):
-        raise ModelFileError("classes must be a 1-D array of distinct numbers or strings")
+    label_type = labels.get("type")
+    _require(len(np.unique(classes)) == len(classes), "classes must be distinct")
     expected_outputs = {"binary": 1, "multiclass": len(classes), "multilabel-indicator": len(classes)}
-    if label_type not in expected_outputs or expected_outputs[label_type] != n_outputs:
-        raise ModelFileError(f"label type {label_type!r} with {len(classes)} classes does not fit {n_outputs} outputs")
-    binarizer = LabelBinarizer()
-    binarizer.fit(np.eye(len(classes), dtype=int) if label_type == "multilabel-indicator" else classes)
+    _require(
+        label_type in expected_outputs and expected_outputs[label_type] == n_outputs,
+        f"label type {label_type!r} with {len(classes)} classes does not fit {n_outputs} outputs",
+    )
+    sparse, as_object = labels.get("sparse", False), labels.get("object", False)
+    _require(isinstance(sparse, bool) and isinstance(as_object, bool), "invalid label flags")
+    _require(not as_object or classes.dtype.kind == "U", "object labels must be stored as strings")
+    binarizer = LabelBinarizer()  # fitted attributes set directly: fit() would re-derive them from data
+    binarizer.classes_ = classes.astype(object) if as_object else classes
+    binarizer.y_type_ = label_type
+    binarizer.sparse_input_ = sparse
     estimator._label_binarizer = binarizer
     estimator.classes_ = binarizer.classes_
