@@ -56,12 +56,12 @@ class ModelFileError(ValueError):
 # -- values <-> JSON ----------------------------------------------------------------------------------------
 def _encode(value, where: str):
     """A JSON value that :func:`_decode` turns back into ``value`` with its exact type, or TypeError."""
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":  # first: np.float64 is also a float
+        return {"numpy": value.dtype.str, "value": _encode(value.item(), where)}
     if value is None or isinstance(value, (bool, str, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else {"float": repr(value)}
-    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
-        return {"numpy": value.dtype.str, "value": _encode(value.item(), where)}
     if isinstance(value, tuple):
         return {"tuple": [_encode(v, where) for v in value]}
     if isinstance(value, list):
