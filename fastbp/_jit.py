@@ -39,13 +39,42 @@ import numba
 FASTMATH: frozenset[str] = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
 
+class CompileCacheWarning(UserWarning):
+    """numba has nowhere to write its compile cache, so fastbp's kernels compile in every new process."""
+
+
+_cache_unavailable: list[str] = []  # the reason, once the first kernel found no writable cache folder
+
+
 def jit(*args, **kwargs):
-    """Compile a kernel with fastbp's flags (``numba.njit`` with the options documented above)."""
+    """Compile a kernel with fastbp's flags (``numba.njit`` with the options documented above).
+
+    Where numba can write no cache (package folder and user cache folder both read-only, numba's "no locator
+    available"), the kernels compile without a cache: ``import fastbp`` works, every process compiles anew,
+    and one :class:`CompileCacheWarning` says so (set ``NUMBA_CACHE_DIR`` to a writable folder to cache).
+    """
     options = {"cache": True, "fastmath": set(FASTMATH), "error_model": "numpy", "nogil": True}
     options.update(kwargs)
-    if args and callable(args[0]):
-        return numba.njit(**options)(args[0])
-    return numba.njit(*args, **options)
+
+    def compile_(function):
+        if options["cache"] and not _cache_unavailable:
+            try:
+                return numba.njit(**options)(function)
+            except RuntimeError as error:
+                if "no locator available" not in str(error):
+                    raise
+                _cache_unavailable.append(str(error))
+                from fastbp._warn import warn_user
+
+                warn_user(
+                    "numba cannot write a compile cache for fastbp (the package folder and the user cache folder "
+                    "are read-only): kernels compile in every new process. Set NUMBA_CACHE_DIR to a writable "
+                    "folder to keep them.",
+                    CompileCacheWarning,
+                )
+        return numba.njit(**{**options, "cache": options["cache"] and not _cache_unavailable})(function)
+
+    return compile_(args[0]) if args and callable(args[0]) else compile_
 
 
 def drop_stale_cache(package_dir: Path) -> None:

@@ -163,3 +163,41 @@ def test_float32_targets_that_overflow_the_loss_say_so():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = fastbp.MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y)
     assert np.isfinite(model.loss_) and np.isfinite(model.predict(X)).all()
+
+
+def test_import_works_where_no_compile_cache_can_be_written(tmp_path):
+    """With the package and the user cache folder read-only, ``import fastbp`` raised numba's "no locator"."""
+    import os
+    import shutil
+    import subprocess
+    import textwrap
+    from pathlib import Path
+
+    package = tmp_path / "site" / "fastbp"
+    shutil.copytree(Path(fastbp.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in (package, package / "kernels"):
+        (folder / "__pycache__").write_text("not a folder")  # numba cannot create its cache here (even as root)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, so no cache folder can be made below it")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CACHE")}
+    env.update(PYTHONPATH=str(tmp_path / "site"), HOME=str(blocked), XDG_CACHE_HOME=str(blocked / "cache"))
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    script = textwrap.dedent(
+        """
+        import warnings
+        warnings.simplefilter("always")
+        with warnings.catch_warnings(record=True) as caught:
+            import numpy as np, fastbp
+            net = fastbp.Network((3, 2), "relu", "identity").initialize(0)
+            out = net.forward(np.ones((2, 3)))
+        print(fastbp.__file__)
+        print(sum(type(w.message).__name__ == "CompileCacheWarning" for w in caught))
+        print(np.allclose(out, np.ones((2, 3)) @ net.coefs[0] + net.intercepts[0]))
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr
+    location, warned, correct = run.stdout.split()
+    assert location.startswith(str(package)) and warned == "1" and correct == "True"
