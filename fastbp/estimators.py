@@ -413,10 +413,7 @@ class _BaseMLP(BaseEstimator):
             improved = self.loss_curve_[-1] <= reference - self.tol
             self.best_loss_ = min(best, self.loss_curve_[-1])
         self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-        if self.verbose:
-            extra = f", validation score = {self.validation_scores_[-1]:.6f}" if validation is not None else ""
-            speed = f"{seconds:.2f} s, {n_samples / max(seconds, 1e-9):,.0f} samples/s"
-            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}{extra}, {speed}")
+        self._report_epoch(self.validation_scores_[-1] if validation is not None else None, seconds, n_samples)
         if self.solver == "sgd" and self.learning_rate == "invscaling":
             self._optimizer.learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
         if self._no_improvement_count < self.n_iter_no_change:
@@ -432,6 +429,13 @@ class _BaseMLP(BaseEstimator):
         if self.verbose:
             print(f"{message} Stopping.")
         return True
+
+    def _report_epoch(self, validation_score: float | None, seconds: float, n_samples: int) -> None:
+        """The verbose line of an epoch (the ``fastbp train`` command reports through this too)."""
+        if self.verbose:
+            extra = f", validation score = {validation_score:.6f}" if validation_score is not None else ""
+            speed = f"{seconds:.2f} s, {n_samples / max(seconds, 1e-9):,.0f} samples/s"
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}{extra}, {speed}")
 
     def _fit_lbfgs(self, net: Network, X, Y, sample_weight):
         def loss_and_gradient(flat):
