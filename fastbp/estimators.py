@@ -19,7 +19,12 @@ Deliberate differences from scikit-learn, each a fix of a known defect:
 - ``verbose`` reports lbfgs iterations too (scikit-learn prints nothing, #10236).
 - ``MLPRegressor.partial_fit`` is not available with ``solver='lbfgs'`` (scikit-learn exposes it by mistake).
 - Non-finite weights raise :class:`fastbp.DivergenceError` (a ``ValueError``) at the epoch where they
-  appear, and the estimator keeps the weights of the last finite epoch.
+  appear, and the estimator keeps the weights of the last finite epoch. With float32 data this includes
+  squared errors beyond float32's range (targets near 1e30): scikit-learn keeps y and the loss in float64,
+  fastbp keeps float32 data in float32; fit in float64 for such targets.
+- Negative sample weights are refused (scikit-learn accepts them).
+- ``fit`` trains a private copy and publishes the fitted model in one step, so a prediction from another
+  thread during ``fit`` sees the old model or the new one (scikit-learn promises nothing here).
 """
 
 from __future__ import annotations

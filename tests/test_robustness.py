@@ -135,6 +135,25 @@ BAD_INPUT = [
     ("max_iter 0", lambda X, y: fastbp.MLPClassifier(max_iter=0).fit(X, y), ValueError, "max_iter"),
     ("unknown activation", lambda X, y: fastbp.MLPClassifier(activation="swish").fit(X, y), ValueError, "activation"),
     ("predict before fit", lambda X, y: fastbp.MLPClassifier().predict(X), Exception, "not fitted"),
+    ("float hidden_layer_sizes", lambda X, y: fastbp.MLPClassifier((4.0,)).fit(X, y), TypeError, "integers"),
+    (
+        "a mini-batch of zero weights",
+        lambda X, y: fastbp.MLPClassifier(batch_size=10, shuffle=False).fit(X, y, np.r_[np.zeros(10), np.ones(90)]),
+        ZeroDivisionError,
+        "Weights sum to zero",
+    ),
+    (
+        "early stopping, validation_fraction 0",
+        lambda X, y: fastbp.MLPClassifier(early_stopping=True, validation_fraction=0.0).fit(X, y),
+        ValueError,
+        "test_size=0.0",
+    ),
+    (
+        "float32 targets beyond float32's range of squares",
+        lambda X, y: fastbp.MLPRegressor().fit(X.astype(np.float32), y * 1e30),
+        fastbp.DivergenceError,
+        "fit in float64",
+    ),
 ]
 
 
