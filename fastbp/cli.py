@@ -63,34 +63,25 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _positive(kind):
+def _checked(kind: type, valid, requirement: str):
+    """An argparse type: ``kind(text)`` that must satisfy ``valid``, or a one-line error saying what it must be."""
+
     def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
         return value
 
     return parse
 
 
-def _finite_positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 4294967295, got {text}")
-    return value
+_positive_int = _checked(int, lambda v: v > 0, "> 0")
+_finite_positive = _checked(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+_seed = _checked(int, lambda v: 0 <= v < 2**32, "from 0 to 4294967295")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,18 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--activation", choices=["relu", "tanh", "logistic", "identity"], default="relu")
     train.add_argument("--solver", choices=["adam", "sgd"], default="adam")
     train.add_argument("--learning-rate", type=_finite_positive, default=1e-3)
-    train.add_argument("--batch-size", type=_positive(int), default=128)
-    train.add_argument("--epochs", type=_positive(int), default=10)
+    train.add_argument("--batch-size", type=_positive_int, default=128)
+    train.add_argument("--epochs", type=_positive_int, default=10)
     train.add_argument("--early-stopping", action="store_true", help="stop when validation accuracy stalls")
-    train.add_argument("--patience", type=_positive(int), default=3, help="epochs without improvement")
+    train.add_argument("--patience", type=_positive_int, default=3, help="epochs without improvement")
     train.add_argument("--seed", type=_seed, default=0)
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    train.add_argument("--samples", type=_positive(int), help="use only the first N training rows")
+    train.add_argument("--samples", type=_positive_int, help="use only the first N training rows")
     train.add_argument("--save", type=Path, help="write the fitted model here (pickle)")
     train.add_argument("--plot", type=Path, help="write loss and validation curves here (PNG, needs matplotlib)")
     bench = commands.add_parser("bench", help="time one epoch against the NumPy reference and the GEMM floor")
-    bench.add_argument("--samples", type=_positive(int), default=12000)
-    bench.add_argument("--rounds", type=_positive(int), default=2)
+    bench.add_argument("--samples", type=_positive_int, default=12000)
+    bench.add_argument("--rounds", type=_positive_int, default=2)
     return parser
 
 
