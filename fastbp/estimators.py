@@ -342,6 +342,9 @@ class _BaseMLP(BaseEstimator):
         rows, validation = np.arange(X.shape[0]), None  # the training rows, in scikit-learn's order
         if self.early_stopping:
             rows, validation = self._validation_split(X, Y, sample_weight)
+            if self.validation_scores_ is None:  # warm start after a fit without early stopping
+                self.validation_scores_, self.best_validation_score_ = [], -np.inf
+                self._best_params = net.params.copy()
         batch_size = self._batch_size(rows.size)
         workspace = net.workspace(batch_size)
         with deferred_interrupt() as interrupted:

@@ -201,3 +201,16 @@ def test_import_works_where_no_compile_cache_can_be_written(tmp_path):
     assert run.returncode == 0, run.stderr
     location, warned, correct = run.stdout.split()
     assert location.startswith(str(package)) and warned == "1" and correct == "True"
+
+
+def test_warm_start_may_switch_early_stopping_on_and_off():
+    """scikit-learn crashes ('NoneType' has no 'append') when a warm start turns early stopping on."""
+    X, y = _data(80)
+    clf = fastbp.MLPClassifier((4,), max_iter=3, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        clf.set_params(early_stopping=True).fit(X, y)
+        assert len(clf.validation_scores_) == clf.n_iter_ == 3 and np.isfinite(clf.best_validation_score_)
+        clf.set_params(early_stopping=False).fit(X, y)
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 9
