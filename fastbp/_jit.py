@@ -10,12 +10,15 @@ fastmath
     measurement, see docs/design.md). ``reassoc`` and ``contract`` let reductions and ``a * b + c`` vectorize.
 error_model="numpy"
     Division by zero gives inf/NaN instead of raising; kernels never raise, Python validates first.
-cache=True
-    Compiled code is written next to the modules, so a new process loads it in milliseconds instead of
-    compiling for seconds. Numba does not notice edits to a kernel in *another* module that a cached kernel
-    calls (it checks only the caller's own file), and silently runs the stale code: this happened here (an
-    edit to the Adam step did not reach the cached epoch kernel). :func:`drop_stale_cache` therefore keys
-    every kernel cache on a hash of all kernel sources and deletes it when any of them changes.
+cache
+    Compiled code is kept in a per-user folder, :func:`kernel_cache_dir`: ``kernels-<version>-<hash>`` under
+    ``$FASTBP_CACHE_DIR``, else ``$NUMBA_CACHE_DIR``, else ``$XDG_CACHE_HOME/fastbp`` or ``~/.cache/fastbp``,
+    so a new process loads it in milliseconds instead of compiling for seconds. Not beside the modules: a
+    cache inside site-packages outlived ``pip uninstall`` and the leftover folder then shadowed a later
+    editable install as an empty namespace package; and read-only installs could not cache at all. The hash
+    covers every kernel source, because numba checks only the cached function's own file and silently ran
+    stale code after an edit to a kernel it calls (an edit to the Adam step did not reach the cached epoch
+    kernel); folders of the same version with another hash are deleted at import.
 nogil=True
     Predictions from several Python threads run at once.
 
@@ -32,15 +35,76 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numba
+from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator, _SourceFileBackedLocatorMixin
 
 FASTMATH: frozenset[str] = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+_KERNEL_SOURCES = sorted((Path(__file__).parent / "kernels").glob("*.py")) + [Path(__file__)]
 
 
 class CompileCacheWarning(UserWarning):
     """numba has nowhere to write its compile cache, so fastbp's kernels compile in every new process."""
+
+
+def kernel_cache_dir() -> Path:
+    """The folder of fastbp's compiled kernels for this version and these kernel sources.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<root>/kernels-<fastbp version>-<12 hex digits of the kernel sources' SHA-256>``, where root is
+        ``$FASTBP_CACHE_DIR``, else ``$NUMBA_CACHE_DIR``, else ``$XDG_CACHE_HOME/fastbp`` or
+        ``~/.cache/fastbp``.
+    """
+    root = os.environ.get("FASTBP_CACHE_DIR") or os.environ.get("NUMBA_CACHE_DIR")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastbp"
+    return Path(root) / f"kernels-{_version()}-{_SOURCES_DIGEST[:12]}"
+
+
+def _version() -> str:
+    try:
+        return version("fastbp")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "source"
+
+
+_SOURCES_DIGEST = hashlib.sha256(b"".join(p.read_bytes() for p in _KERNEL_SOURCES)).hexdigest()
+
+
+class _KernelCacheLocator(_SourceFileBackedLocatorMixin, _CacheLocator):
+    """numba's cache locator for fastbp's kernels: :func:`kernel_cache_dir`, or nothing if it is not writable."""
+
+    def __init__(self, py_func, py_file):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = str(kernel_cache_dir())
+
+    def get_cache_path(self):
+        return self._cache_path
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        locator = cls(py_func, py_file)
+        try:
+            locator.ensure_cache_path()
+        except OSError:
+            return None
+        return locator
+
+
+class _KernelCacheImpl(CompileResultCacheImpl):
+    _locator_classes = [_KernelCacheLocator]
+
+
+class _KernelCache(FunctionCache):
+    """numba's FunctionCache, looking only in fastbp's kernel folder (never beside the installed modules)."""
+
+    _impl_class = _KernelCacheImpl
 
 
 _cache_unavailable: list[str] = []  # the reason, once the first kernel found no writable cache folder
@@ -49,17 +113,19 @@ _cache_unavailable: list[str] = []  # the reason, once the first kernel found no
 def jit(*args, **kwargs):
     """Compile a kernel with fastbp's flags (``numba.njit`` with the options documented above).
 
-    Where numba can write no cache (package folder and user cache folder both read-only, numba's "no locator
-    available"), the kernels compile without a cache: ``import fastbp`` works, every process compiles anew,
-    and one :class:`CompileCacheWarning` says so (set ``NUMBA_CACHE_DIR`` to a writable folder to cache).
+    Where the kernel cache folder cannot be written (numba's "no locator available"), the kernels compile
+    without a cache: ``import fastbp`` works, every process compiles anew, and one :class:`CompileCacheWarning`
+    says so (set ``FASTBP_CACHE_DIR`` to a writable folder to cache).
     """
     options = {"cache": True, "fastmath": set(FASTMATH), "error_model": "numpy", "nogil": True}
     options.update(kwargs)
+    cache = options.pop("cache")
 
     def compile_(function):
-        if options["cache"] and not _cache_unavailable:
+        dispatcher = numba.njit(**options)(function)
+        if cache and not _cache_unavailable:
             try:
-                return numba.njit(**options)(function)
+                dispatcher._cache = _KernelCache(function)  # what numba's cache=True does, with our locator
             except RuntimeError as error:
                 if "no locator available" not in str(error):
                     raise
@@ -67,37 +133,21 @@ def jit(*args, **kwargs):
                 from fastbp._warn import warn_user
 
                 warn_user(
-                    "numba cannot write a compile cache for fastbp (the package folder and the user cache folder "
-                    "are read-only): kernels compile in every new process. Set NUMBA_CACHE_DIR to a writable "
-                    "folder to keep them.",
+                    f"fastbp cannot write its compile cache ({kernel_cache_dir()} is not writable): kernels "
+                    "compile in every new process. Set FASTBP_CACHE_DIR to a writable folder to keep them.",
                     CompileCacheWarning,
                 )
-        return numba.njit(**{**options, "cache": options["cache"] and not _cache_unavailable})(function)
+        return dispatcher
 
     return compile_(args[0]) if args and callable(args[0]) else compile_
 
 
-def drop_stale_cache(package_dir: Path) -> None:
-    """Delete numba's cache files for ``package_dir`` if any kernel source changed since they were written.
-
-    Called once when :mod:`fastbp.kernels` is imported, before any kernel is compiled or loaded. Looks in the
-    in-tree cache (``__pycache__`` beside the modules) and, if set, under ``NUMBA_CACHE_DIR``; a folder it
-    cannot write is left alone (numba then uses its user-wide cache, which is keyed the same way).
-    """
-    sources = sorted(package_dir.glob("*.py")) + [Path(__file__)]
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
-    folders = [package_dir / "__pycache__"]
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        folders += [p for p in Path(os.environ["NUMBA_CACHE_DIR"]).rglob("*") if p.is_dir() and p.name == "kernels"]
-    for folder in folders:
-        stamp = folder / "fastbp-kernels.sha256"
-        try:
-            if stamp.is_file() and stamp.read_text() == digest:
-                continue
-            for cached in [*folder.glob("*.nbi"), *folder.glob("*.nbc")]:
-                cached.unlink()
-            if folder.is_dir() or folder == package_dir / "__pycache__":
-                folder.mkdir(exist_ok=True)
-                stamp.write_text(digest)
-        except OSError:
-            pass
+def drop_other_builds() -> None:
+    """Delete cache folders of this fastbp version built from other kernel sources (an edited checkout)."""
+    current = kernel_cache_dir()
+    try:
+        for folder in current.parent.glob(f"kernels-{_version()}-*"):
+            if folder != current and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+    except OSError:
+        pass

@@ -4,8 +4,6 @@ Private: the public API is :class:`fastbp.Network` and the estimators, which val
 anything here (kernels never raise).
 """
 
-from pathlib import Path
+from fastbp._jit import drop_other_builds
 
-from fastbp._jit import drop_stale_cache
-
-drop_stale_cache(Path(__file__).parent)
+drop_other_builds()
