@@ -4,6 +4,7 @@ from fastbp._interrupt import TrainingInterruptedWarning
 from fastbp._jit import CompileCacheWarning
 from fastbp.estimators import MLPClassifier, MLPRegressor
 from fastbp.network import DivergenceError, Network, Workspace
+from fastbp.onnx_export import register_skl2onnx, to_onnx
 from fastbp.optimizers import SGD, Adam
 from fastbp.persistence import ModelFileError, load, save
 
@@ -21,5 +22,7 @@ __all__ = [
     "Workspace",
     "__version__",
     "load",
+    "register_skl2onnx",
     "save",
+    "to_onnx",
 ]

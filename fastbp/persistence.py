@@ -406,6 +406,24 @@ def _read_array(archive: zipfile.ZipFile, key: str, shapes: list[tuple], dtype: 
         return array
 
 
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The validated ``metadata.json`` of a model file (class, versions, parameters, fitted figures).
+
+    Raises
+    ------
+    ModelFileError
+        If the file is not a readable fastbp model file.
+    """
+    with open(path, "rb") as file:
+        try:
+            with zipfile.ZipFile(file) as archive:
+                return _read_metadata(archive)
+        except ModelFileError:
+            raise
+        except _READ_ERRORS as error:
+            raise ModelFileError(f"not a readable fastbp model file: {type(error).__name__}: {error}") from None
+
+
 def _load(file: BinaryIO):
     with zipfile.ZipFile(file) as archive:
         meta = _read_metadata(archive)
