@@ -31,6 +31,7 @@ from sklearn.base import clone, is_classifier
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 
+from fastbp._interrupt import deferred_interrupt
 from fastbp.network import Network
 
 DEFAULT_AVERAGE_EVERY = 8
@@ -120,6 +121,8 @@ def fit_dask(estimator, X, y, sample_weight=None, *, client=None, average_every:
         raise ValueError(f"Expected a 2D dask array, got {X.ndim}D")
     if estimator.early_stopping:
         raise ValueError("early_stopping is not supported on Dask arrays; hold out a validation set yourself")
+    if estimator.learning_rate == "cosine":
+        raise ValueError("learning_rate='cosine' is not supported on Dask arrays (blocks step independently)")
     if int(average_every) < 1:
         raise ValueError(f"average_every must be >= 1, got {average_every}")
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
@@ -130,6 +133,8 @@ def fit_dask(estimator, X, y, sample_weight=None, *, client=None, average_every:
     if y_local.shape[0] != X.shape[0]:
         raise ValueError(f"Found input variables with inconsistent numbers of samples: {[X.shape[0], len(y_local)]}")
     work = clone(estimator)
+    if "_callback_fit_ctx" in estimator.__dict__:  # callbacks see the user's estimator; no data (it is on Dask)
+        work._callbacks = (estimator, estimator._callback_fit_ctx, None, None)
     Y = _encode_targets(work, y_local, dtype)
     chunks = X.chunks[0]
     xs = client.compute(list(X.to_delayed().ravel()))
@@ -148,6 +153,7 @@ def fit_dask(estimator, X, y, sample_weight=None, *, client=None, average_every:
         _fit_lbfgs(work, net, xs, ys, ws, spec, client)
     else:
         _fit_averaged(work, net, xs, ys, ws, chunks, spec, client, int(average_every))
+    work.__dict__.pop("_callbacks", None)
     estimator.__dict__.update({k: v for k, v in work.__dict__.items() if k not in estimator.get_params()})
     return estimator
 
@@ -191,6 +197,12 @@ def _fit_averaged(work, net, xs, ys, ws, chunks, spec, client, average_every):
     optimizer.initialize(net.params)
     work._optimizer = optimizer
     work.n_iter_ = 0
+    with deferred_interrupt() as interrupted:
+        _averaged_epochs(work, net, xs, ys, ws, chunks, spec, client, average_every, batch_size, n, interrupted)
+
+
+def _averaged_epochs(work, net, xs, ys, ws, chunks, spec, client, average_every, batch_size, n, interrupted):
+    """The epoch loop of model-averaged training; the bookkeeping after each epoch is the estimator's."""
     for _ in range(work.max_iter):
         started = time.perf_counter()
         seeds = (
@@ -198,6 +210,8 @@ def _fit_averaged(work, net, xs, ys, ws, chunks, spec, client, average_every):
         )
         position = [0] * len(xs)
         epoch_loss = 0.0
+        learning_rate = work._optimizer.learning_rate
+        subtask = work._subtask_begin("epoch")
         while any(p < c for p, c in zip(position, chunks)):
             active = [i for i, (p, c) in enumerate(zip(position, chunks)) if p < c]
             state = client.scatter((net.params, work._optimizer), broadcast=True)
@@ -226,11 +240,9 @@ def _fit_averaged(work, net, xs, ys, ws, chunks, spec, client, average_every):
             for i, result in zip(active, results):
                 position[i] += result[3]
                 epoch_loss += result[2]
-        work.n_iter_ += 1
-        work.loss_ = epoch_loss / n
-        work.t_ += n
-        work.loss_curve_.append(work.loss_)
-        if work._end_of_epoch(None, time.perf_counter() - started, n):
+        if work._epoch_done(
+            (epoch_loss / n, n, time.perf_counter() - started, learning_rate), None, subtask, interrupted
+        ):
             break
 
 

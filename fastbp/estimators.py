@@ -17,6 +17,8 @@ Deliberate differences from scikit-learn, each a fix of a known defect:
   consecutive epochs fail to decrease training loss"); scikit-learn's code compares with the best epoch so
   far (#15596), so after a loss spike it keeps cutting the rate while training is recovering.
 - ``verbose`` reports lbfgs iterations too (scikit-learn prints nothing, #10236).
+- ``learning_rate="adaptive"`` applies to adam too (scikit-learn ignores ``learning_rate`` for adam), and
+  ``"cosine"`` is new; with early stopping a diverging fit keeps its best epoch (scikit-learn #29504).
 - ``MLPRegressor.partial_fit`` is not available with ``solver='lbfgs'`` (scikit-learn exposes it by mistake).
 - Non-finite weights raise :class:`fastbp.DivergenceError` (a ``ValueError``) at the epoch where they
   appear, and the estimator keeps the weights of the last finite epoch. With float32 data this includes
@@ -31,13 +33,27 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 import scipy.optimize
 import scipy.sparse
 from sklearn import config_context
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+
+try:  # scikit-learn 1.9's callback protocol; older versions simply have no callbacks
+    from sklearn.callback import CallbackSupportMixin, with_callbacks
+except ImportError:  # pragma: no cover - scikit-learn < 1.9
+
+    class CallbackSupportMixin:  # noqa: D101
+        pass
+
+    def with_callbacks(method):  # noqa: D103
+        return method
+
+
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
@@ -45,9 +61,10 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils import shuffle as shuffle_rows
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
-from sklearn.utils.validation import _check_sample_weight, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_array, validate_data
 
 from fastbp._interrupt import TrainingInterruptedWarning, deferred_interrupt
 from fastbp._warn import warn_user
@@ -56,6 +73,8 @@ from fastbp.network import DivergenceError, Network
 from fastbp.optimizers import SGD, Adam
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
+_ADAPTIVE_DIVISOR = 5.0  # learning_rate="adaptive" divides the rate by this after a stall (scikit-learn's)
+_ADAPTIVE_MIN_RATE = 1e-6  # ... until the rate is this small; then a stall stops training
 _NON_FINITE = (
     "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
 )
@@ -78,6 +97,16 @@ def _contiguous(X):
     return X.tocsr() if scipy.sparse.issparse(X) else np.ascontiguousarray(X)
 
 
+@dataclass
+class _Validation:
+    """Rows that early stopping scores: features, labels as given (for the score), weights, encoded targets."""
+
+    X: Any
+    y: np.ndarray
+    sample_weight: np.ndarray | None
+    Y: np.ndarray
+
+
 def _warn_lbfgs_not_converged(result, n_iter: int, max_iter: int) -> None:
     """scikit-learn's ConvergenceWarning for lbfgs (``_check_optimize_result``), pointing at the user's call."""
     message = f"lbfgs failed to converge after {n_iter} iteration(s) (status={result.status}):\n{result.message}\n"
@@ -87,7 +116,7 @@ def _warn_lbfgs_not_converged(result, n_iter: int, max_iter: int) -> None:
     warn_user(message, ConvergenceWarning)
 
 
-class _BaseMLP(BaseEstimator):
+class _BaseMLP(CallbackSupportMixin, BaseEstimator):
     """Shared fitting logic of the two estimators (not public)."""
 
     _parameter_constraints: dict = {
@@ -96,7 +125,8 @@ class _BaseMLP(BaseEstimator):
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "cosine"})],
+        "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -166,7 +196,12 @@ class _BaseMLP(BaseEstimator):
             )
 
     def _forward(self, X, state: dict, check_input: bool = True) -> np.ndarray:
-        """Network outputs for X with the model in ``state``; float64 X gives float64 outputs.
+        """Network outputs for X with the model in ``state``; float64 X gives float64 outputs."""
+        net, X = self._ready(X, state, check_input)
+        return net.forward(X)
+
+    def _ready(self, X, state: dict, check_input: bool = True) -> tuple[Network, np.ndarray]:
+        """(network, X) for a prediction with the model in ``state``: X validated, both in one dtype.
 
         A float32 model computes float64 X in float64 (with its float32 weights widened), as scikit-learn's
         matmul of float64 X with float32 weights does, rather than rounding X to float32.
@@ -178,7 +213,28 @@ class _BaseMLP(BaseEstimator):
             wide = Network(net.layer_sizes, net.hidden_activations, net.output, np.float64)
             wide.params[:] = net.params  # per call: coefs_ may have been edited in place since the last one
             net = wide
-        return net.forward(X.astype(net.dtype, copy=False))
+        return net, X.astype(net.dtype, copy=False)
+
+    def hidden_features(self, X, layer: int = -1) -> np.ndarray:
+        """The activations of a hidden layer: the features the network learned (scikit-learn #8291).
+
+        Not named ``transform``: scikit-learn's tags would then treat every MLP as a transformer (other
+        estimator checks, other Pipeline behaviour). As a Pipeline step, wrap the fitted network:
+        ``make_pipeline(FunctionTransformer(mlp.hidden_features), LogisticRegression())``.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+        layer : int, default=-1
+            Which hidden layer, from 0 (the first) or from the end (-1, the last).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, hidden_layer_sizes[layer])
+            float32 for a float32 model and float32 X, float64 otherwise; computed in chunks like predict.
+        """
+        net, X = self._ready(X, self._fitted_state())
+        return net.hidden(X, layer)
 
     def _is_plain_input(self, X, net: Network, state: dict) -> bool:
         """A finite float ndarray of the right width and dtype, from a model fitted without feature names.
@@ -200,27 +256,66 @@ class _BaseMLP(BaseEstimator):
         )
 
     # -- fit ------------------------------------------------------------------------------------------------
-    def _fit(self, X, y, sample_weight=None, incremental=False, prepare=None):
+    def _fit(self, X, y, sample_weight=None, incremental=False, prepare=None, validation_data=None):
         """Train a working copy of the estimator, then publish its fitted state in one step.
 
         Training never writes the published model: a prediction from another thread during ``fit`` sees the
         old model (or ``NotFittedError``) until the new one replaces it whole. A fit that raises during
         training (divergence, an error in a scorer) still publishes the progress made up to the last
         completed epoch; one that fails before training began (bad input) leaves the estimator untouched.
-        ``prepare(work)`` runs first on the copy (``partial_fit``'s label setup).
+        ``prepare(work)`` runs first on the copy (``partial_fit``'s label setup); ``validation_data`` is
+        ``fit``'s ``(X_val, y_val, sample_weight_val)``.
         """
         continuing = hasattr(self, "coefs_") and (self.warm_start or incremental)
         work = self._working_copy(continuing, incremental)
+        callbacks = self.__dict__.get("_callback_fit_ctx")
+        if callbacks is not None and not incremental:  # the hooks receive the user's estimator, with fit's data
+            work._callbacks = (self, callbacks, X, y)
         if prepare is not None:
             prepare(work)
         try:
-            work._fit_in_place(X, y, sample_weight, incremental)
+            work._fit_in_place(X, y, sample_weight, incremental, validation_data)
         except Exception:
             if "coefs_" in work.__dict__:
-                self.__dict__.update(work.__dict__)
+                self._publish(work)
             raise
-        self.__dict__.update(work.__dict__)
+        self._publish(work)
         return self
+
+    def _publish(self, work) -> None:
+        """Make the working copy's fitted state this estimator's, in one step."""
+        work.__dict__.pop("_callbacks", None)
+        self.__dict__.update(work.__dict__)
+
+    # -- callbacks (scikit-learn's protocol: one subtask per epoch or lbfgs iteration) ----------------------
+    def _subtask_begin(self, name: str):
+        hooks = self.__dict__.get("_callbacks")
+        if hooks is None:
+            return None
+        owner, context, X, y = hooks
+        subtask = context.subcontext(task_name=name)
+        subtask.call_on_fit_task_begin(estimator=owner, X=X, y=y)
+        return subtask
+
+    def _subtask_end(self, subtask, finished: bool = True) -> bool:
+        """End a subtask; True if a callback asks to stop. An unfinished one (rolled back) ends empty."""
+        if subtask is None:
+            return False
+        owner, _, X, y = self._callbacks
+        if not finished:
+            subtask.call_on_fit_task_end(estimator=owner)
+            return False
+        return bool(
+            subtask.call_on_fit_task_end(estimator=owner, X=X, y=y, reconstruction_attributes=self._fitted_copy)
+        )
+
+    def _fitted_copy(self) -> dict:
+        """The attributes that make a copy of the user's estimator predict as this one does now."""
+        private = {"_net", "_callbacks", "_optimizer", "_callback_fit_ctx", "_skl_callbacks"}
+        state = {k: v for k, v in self.__dict__.items() if k not in private and k not in self.get_params()}
+        state["coefs_"] = [c.copy() for c in self.coefs_]
+        state["intercepts_"] = [b.copy() for b in self.intercepts_]
+        return state
 
     def _working_copy(self, continuing: bool, incremental: bool):
         """A shallow copy whose training state (network, optimizer, curves) is its own."""
@@ -231,14 +326,14 @@ class _BaseMLP(BaseEstimator):
             twin = Network(net.layer_sizes, net.hidden_activations, net.output, net.dtype)
             twin.params[:] = net.params
             work._adopt(twin)
-            for name in ("loss_curve_", "validation_scores_"):
+            for name in ("loss_curve_", "validation_scores_", "validation_loss_curve_", "history_"):
                 if isinstance(getattr(work, name, None), list):
                     setattr(work, name, list(getattr(work, name)))
             if incremental and getattr(work, "_optimizer", None) is not None:
                 work._optimizer = copy.deepcopy(work._optimizer)
         return work
 
-    def _fit_in_place(self, X, y, sample_weight, incremental):
+    def _fit_in_place(self, X, y, sample_weight, incremental, validation_data=None):
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if not all(isinstance(h, Integral) and not isinstance(h, bool) for h in hidden):
@@ -247,9 +342,15 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
         hidden = [int(h) for h in hidden]
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if not first_pass:  # a model fitted (or pickled) before these records existed
+            self.__dict__.setdefault("history_", [])
+            if getattr(self, "validation_scores_", None) is not None:
+                self.__dict__.setdefault("validation_loss_curve_", [])
         X, Y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
+        sample_weight = self._with_class_weights(sample_weight, Y, X.dtype, incremental)
+        validation = None if validation_data is None else self._user_validation(*validation_data, X.dtype)
         Y = np.ascontiguousarray(Y.reshape(len(Y), -1), dtype=X.dtype)
         X = _contiguous(X)
         self.n_outputs_ = Y.shape[1]
@@ -270,7 +371,7 @@ class _BaseMLP(BaseEstimator):
                 "fit again without warm_start to change hidden_layer_sizes or the number of outputs"
             )
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(net, X, Y, sample_weight, incremental)
+            self._fit_stochastic(net, X, Y, sample_weight, incremental, validation)
         else:
             self._fit_lbfgs(net, X, Y, sample_weight)
 
@@ -289,16 +390,19 @@ class _BaseMLP(BaseEstimator):
         self._adopt(net)
         self._optimizer = None
         self._best_params = net.params.copy()
+        self.history_ = []
         if self.solver in _STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
             self._no_improvement_count = 0
             if self.early_stopping:
                 self.validation_scores_ = []
+                self.validation_loss_curve_ = []
                 self.best_validation_score_ = -np.inf
                 self.best_loss_ = None
             else:
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
+                self.validation_loss_curve_ = None
                 self.best_validation_score_ = None
 
     def _make_optimizer(self):
@@ -312,7 +416,8 @@ class _BaseMLP(BaseEstimator):
         Returns the training rows as indices into X, which training visits in place (X is not copied), and
         the validation set (a copy of its rows, for scoring).
         """
-        stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None
+        # labels as scikit-learn stratifies them (its binarized y is bool), so its error messages name them alike
+        stratify = Y.astype(bool) if is_classifier(self) and self.n_outputs_ == 1 else None
         with config_context(skip_parameter_validation=True):  # scikit-learn's MLP gets the split's own messages
             train, val = train_test_split(
                 np.arange(X.shape[0]),
@@ -325,7 +430,23 @@ class _BaseMLP(BaseEstimator):
                 "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
             )
         sw_val = None if sample_weight is None else sample_weight[val]
-        return train, (X[val], self._decode(Y[val]), sw_val)
+        return train, _Validation(X[val], self._decode(Y[val]), sw_val, Y[val])
+
+    def _user_validation(self, X_val, y_val, sample_weight_val, dtype) -> _Validation:
+        """``fit``'s X_val/y_val, checked as the training data and encoded with the training labels."""
+        X_val = _contiguous(
+            validate_data(self, X_val, accept_sparse=["csr", "csc"], dtype=dtype, reset=False, ensure_all_finite=True)
+        )
+        y_val = np.asarray(y_val)
+        if y_val.ndim == 2 and y_val.shape[1] == 1:
+            y_val = column_or_1d(y_val, warn=True)
+        if len(y_val) != X_val.shape[0]:
+            raise ValueError(f"X_val has {X_val.shape[0]} rows but y_val has {len(y_val)}")
+        Y_val = self._encode_validation(y_val)
+        if sample_weight_val is not None:
+            sample_weight_val = _check_sample_weight(sample_weight_val, X_val, dtype=dtype, ensure_non_negative=True)
+        Y_val = np.ascontiguousarray(Y_val.reshape(len(Y_val), -1), dtype=dtype)
+        return _Validation(X_val, y_val, sample_weight_val, Y_val)
 
     def _batch_size(self, n_samples: int) -> int:
         if self.batch_size == "auto":
@@ -334,16 +455,23 @@ class _BaseMLP(BaseEstimator):
             warn_user("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
         return int(np.clip(self.batch_size, 1, n_samples))
 
-    def _fit_stochastic(self, net: Network, X, Y, sample_weight, incremental):
+    def _fit_stochastic(self, net: Network, X, Y, sample_weight, incremental, validation=None):
         if not incremental or getattr(self, "_optimizer", None) is None:
             self._optimizer = self._make_optimizer()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        rows, validation = np.arange(X.shape[0]), None  # the training rows, in scikit-learn's order
+        if self.learning_rate == "cosine" and incremental:
+            raise ValueError(
+                "learning_rate='cosine' spans the max_iter epochs of one fit; partial_fit has no such horizon "
+                "(use 'constant', or fit with max_iter epochs)"
+            )
+        rows = np.arange(X.shape[0])  # the training rows, in scikit-learn's order
         if self.early_stopping:
-            rows, validation = self._validation_split(X, Y, sample_weight)
+            if validation is None:
+                rows, validation = self._validation_split(X, Y, sample_weight)
             if self.validation_scores_ is None:  # warm start after a fit without early stopping
                 self.validation_scores_, self.best_validation_score_ = [], -np.inf
+                self.validation_loss_curve_ = []
                 self._best_params = net.params.copy()
         batch_size = self._batch_size(rows.size)
         workspace = net.workspace(batch_size)
@@ -363,7 +491,10 @@ class _BaseMLP(BaseEstimator):
                 if self.shuffle:  # the same draws as scikit-learn, so a seed gives its batch order
                     position = shuffle_rows(position, random_state=self._random_state)
                 # rows read in place when every row is visited in order; otherwise gathered by index
-                order = rows[position] if self.shuffle else (rows if validation is not None else None)
+                order = rows[position] if self.shuffle else (rows if rows.size < X.shape[0] else None)
+                rates = self._step_rates(self.n_iter_, -(-rows.size // batch_size))
+                learning_rate = self._optimizer.learning_rate if rates is None else float(rates.mean())
+                subtask = self._subtask_begin("epoch")
                 try:
                     loss = net.train_epoch(
                         X,
@@ -375,39 +506,81 @@ class _BaseMLP(BaseEstimator):
                         sample_weight=sample_weight,
                         alpha=self.alpha,
                         workspace=workspace,
+                        learning_rates=rates,
                     )
                 except DivergenceError as error:
-                    raise DivergenceError(f"{_NON_FINITE} ({error})") from None
-                self.n_iter_ += 1
-                self.loss_ = loss
-                self.t_ += rows.size
-                self.loss_curve_.append(loss)
-                if self._end_of_epoch(validation, time.perf_counter() - started, rows.size):
-                    break
-                if interrupted():
-                    warn_user("Training interrupted by user.", TrainingInterruptedWarning)
-                    break
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
+                    self._subtask_end(subtask, finished=False)
+                    if validation is None:
+                        raise DivergenceError(f"{_NON_FINITE} ({error})") from None
+                    # early stopping keeps the best validation epoch and ends there (scikit-learn #29504)
                     warn_user(
-                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                        "optimization hasn't converged yet.",
+                        f"Training diverged in epoch {self.n_iter_ + 1} (the loss or the weights became inf or "
+                        "NaN); kept the weights of the best validation epoch. Lower the learning rate or scale "
+                        "the inputs.",
                         ConvergenceWarning,
                     )
+                    break
+                epoch = (loss, rows.size, time.perf_counter() - started, learning_rate)
+                if self._epoch_done(epoch, validation, subtask, interrupted) or incremental:
+                    break
         except KeyboardInterrupt:  # a second Ctrl-C: the epoch in flight was rolled back by Network
             warn_user("Training interrupted by user.", TrainingInterruptedWarning)
 
-    def _end_of_epoch(self, validation, seconds: float, n_samples: int) -> bool:
+    def _epoch_done(self, epoch: tuple, validation, subtask, interrupted) -> bool:
+        """Everything after a completed epoch, for the local and the Dask loops; True when training stops.
+
+        ``epoch`` is ``(loss, rows trained, seconds, learning rate in effect)``. Records the epoch, applies the
+        stopping rule and the schedule (:meth:`_end_of_epoch`), ends the callbacks' subtask (a True answer
+        stops), honours Ctrl-C, and warns at ``max_iter``.
+        """
+        loss, n_samples, seconds, learning_rate = epoch
+        self.n_iter_ += 1
+        self.loss_ = loss
+        self.t_ += n_samples
+        self.loss_curve_.append(loss)
+        stop = self._end_of_epoch(validation, seconds, n_samples, learning_rate)
+        if self._subtask_end(subtask) or stop:  # a callback's request: after a complete epoch
+            return True
+        if interrupted():
+            warn_user("Training interrupted by user.", TrainingInterruptedWarning)
+            return True
+        if self.n_iter_ == self.max_iter:
+            warn_user(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+            )
+        return False
+
+    def _step_rates(self, epoch: int, steps: int) -> np.ndarray | None:
+        """This epoch's per-batch learning rates for ``learning_rate="cosine"`` (None for the other schedules).
+
+        Linear warm-up over the first ``warmup_fraction`` of the ``max_iter * steps`` steps of this fit, then
+        cosine decay towards 0: PyTorch's ``LinearLR(start_factor=1/W, total_iters=W-1)`` followed by
+        ``CosineAnnealingLR(T_max=T-W, eta_min=0)``, stepped once per mini-batch. Each ``fit`` starts the
+        schedule anew.
+        """
+        if self.learning_rate != "cosine":
+            return None
+        total = self.max_iter * steps
+        warmup = min(int(round(self.warmup_fraction * total)), total - 1)
+        step = epoch * steps + np.arange(steps, dtype=np.float64)
+        cosine = 0.5 * (1.0 + np.cos(np.pi * (step - warmup) / (total - warmup)))
+        return self.learning_rate_init * np.where(step < warmup, (step + 1) / max(warmup, 1), cosine)
+
+    def _end_of_epoch(self, validation, seconds: float, n_samples: int, learning_rate: float) -> bool:
         """Record the epoch, update the schedule and the stopping rule; True when training should stop.
 
         An epoch improves if it beats the best so far by ``tol``; for the adaptive schedule, if it beats the
         previous epoch by ``tol`` (the schedule reacts to stalling, not to the distance from an old best).
         """
-        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
+        adaptive = self.learning_rate == "adaptive"  # for sgd and, unlike scikit-learn, adam too
+        record = {"iteration": self.n_iter_, "loss": self.loss_, "learning_rate": float(learning_rate)}
         if validation is not None:
-            X_val, y_val, sw_val = validation
-            score = self._score(X_val, y_val, sw_val)
+            score = self._score(validation.X, validation.y, validation.sample_weight)
+            loss = self._net.loss_and_gradients(validation.X, validation.Y, validation.sample_weight, self.alpha)[0]
+            self.validation_loss_curve_.append(loss)
+            record |= {"validation_loss": loss, "validation_score": float(score)}
             scores = self.validation_scores_
             reference = scores[-1] if adaptive and scores else self.best_validation_score_
             scores.append(score)
@@ -421,6 +594,7 @@ class _BaseMLP(BaseEstimator):
             improved = self.loss_curve_[-1] <= reference - self.tol
             self.best_loss_ = min(best, self.loss_curve_[-1])
         self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+        self.history_.append(record | {"seconds": seconds, "samples_per_second": n_samples / max(seconds, 1e-9)})
         self._report_epoch(self.validation_scores_[-1] if validation is not None else None, seconds, n_samples)
         if self.solver == "sgd" and self.learning_rate == "invscaling":
             self._optimizer.learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
@@ -428,8 +602,8 @@ class _BaseMLP(BaseEstimator):
             return False
         what = "Validation score" if validation is not None else "Training loss"
         message = f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
-        if adaptive and self._optimizer.learning_rate > 1e-6:
-            self._optimizer.learning_rate /= 5.0
+        if adaptive and self._optimizer.learning_rate > _ADAPTIVE_MIN_RATE:
+            self._optimizer.learning_rate /= _ADAPTIVE_DIVISOR
             self._no_improvement_count = 0
             if self.verbose:
                 print(f"{message} Setting learning rate to {self._optimizer.learning_rate:f}")
@@ -437,6 +611,10 @@ class _BaseMLP(BaseEstimator):
         if self.verbose:
             print(f"{message} Stopping.")
         return True
+
+    def _with_class_weights(self, sample_weight, Y, dtype, incremental):
+        """Sample weights times class weights (classifiers with ``class_weight``); regressors have none."""
+        return sample_weight
 
     def _report_epoch(self, validation_score: float | None, seconds: float, n_samples: int) -> None:
         """The verbose line of an epoch (the ``fastbp train`` command reports through this too)."""
@@ -470,12 +648,22 @@ class _BaseMLP(BaseEstimator):
                 last["fun"] = loss
             return loss, grad
 
+        subtask = [self._subtask_begin("lbfgs-iteration")]
         with deferred_interrupt() as interrupted:
 
             def end_of_iteration(intermediate_result):
                 last.update(x=intermediate_result.x.copy(), fun=float(intermediate_result.fun), nit=last["nit"] + 1)
+                self.history_.append({"iteration": last["nit"], "loss": last["fun"]})
                 if self.verbose:
                     print(f"Iteration {last['nit']}, loss = {last['fun']:.8f}")
+                if subtask[0] is not None:
+                    net.params[:] = last["x"]  # the iterate, not the line search's last trial point
+                    self.loss_, self.n_iter_ = last["fun"], last["nit"]
+                    stop = self._subtask_end(subtask[0])
+                    subtask[0] = self._subtask_begin("lbfgs-iteration")
+                    if stop:
+                        last["stopped by callback"] = True
+                        raise StopIteration
                 if interrupted():
                     raise StopIteration  # scipy ends the minimization with the current iterate
 
@@ -491,6 +679,7 @@ class _BaseMLP(BaseEstimator):
                 stopped = interrupted()
             except KeyboardInterrupt:  # a second Ctrl-C, anywhere inside scipy
                 result, stopped = None, True
+        self._subtask_end(subtask[0], finished=False)  # the iteration scipy did not run
         if stopped:
             warn_user("Training interrupted by user.", TrainingInterruptedWarning)
             x, n_iter, loss = last["x"], last["nit"], last["fun"]
@@ -498,7 +687,7 @@ class _BaseMLP(BaseEstimator):
                 loss = loss_and_gradient(start)[0]
         else:
             x, n_iter, loss = result.x, min(result.nit, self.max_iter), result.fun
-            if result.status != 0:
+            if result.status != 0 and not last.get("stopped by callback"):
                 _warn_lbfgs_not_converged(result, n_iter, self.max_iter)
         if not (np.isfinite(x).all() and np.isfinite(loss)):
             net.params[:] = start  # the objective wrote other points into params; keep the starting model
@@ -507,7 +696,8 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_, self.loss_ = n_iter, float(loss)
 
     # -- scikit-learn API -----------------------------------------------------------------------------------
-    def fit(self, X, y, sample_weight=None):
+    @with_callbacks
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         """Fit the model to data X and target(s) y.
 
         Parameters
@@ -518,17 +708,47 @@ class _BaseMLP(BaseEstimator):
             Targets (class labels for the classifier, values for the regressor).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; the loss is the weighted mean.
+        X_val, y_val : array-like, default=None
+            Validation data for early stopping, instead of holding out ``validation_fraction`` of X (both or
+            neither, and only with ``early_stopping=True``, as ``HistGradientBoostingClassifier.fit``). In a
+            Pipeline, route them with ``Pipeline(..., transform_input=["X_val"])`` and
+            ``set_fit_request(X_val=True, y_val=True)`` (metadata routing enabled).
+        sample_weight_val : array-like of shape (n_val_samples,), default=None
+            Weights of the validation rows.
 
         Returns
         -------
         self : object
         """
         self._validate_params()
+        validation_data = None
+        if X_val is not None or y_val is not None:
+            if y_val is None:
+                raise ValueError("X_val is provided, but y_val was not provided.")
+            if X_val is None:
+                raise ValueError("y_val is provided, but X_val was not provided.")
+            if not self.early_stopping or self.solver == "lbfgs":
+                raise ValueError(
+                    "X_val and y_val are passed to fit while at the same time early_stopping is False"
+                    f"{' (solver lbfgs never stops early)' if self.early_stopping else ''}. When passing X_val and "
+                    "y_val to fit, early_stopping should be set to True, with solver 'sgd' or 'adam'."
+                )
+            validation_data = (X_val, y_val, sample_weight_val)
+        context = None
+        if getattr(self, "_skl_callbacks", None):  # one root task; a subtask per epoch or lbfgs iteration
+            context = self._init_callback_context(max_subtasks=self.max_iter + (self.solver == "lbfgs"))
+            context.call_on_fit_task_begin(estimator=self, X=X, y=y)
         if _is_dask_collection(X):
+            if validation_data is not None:
+                raise ValueError("X_val is not supported on Dask arrays: early stopping is not either")
             from fastbp.dask_training import fit_dask
 
-            return fit_dask(self, X, y, sample_weight)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+            fit_dask(self, X, y, sample_weight)
+        else:
+            self._fit(X, y, sample_weight=sample_weight, incremental=False, validation_data=validation_data)
+        if context is not None:
+            context.call_on_fit_task_end(estimator=self, X=X, y=y, reconstruction_attributes={})
+        return self
 
     def _check_solver(self) -> bool:
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -550,7 +770,15 @@ class _BaseMLP(BaseEstimator):
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "class_weight": [dict, list, StrOptions({"balanced"}), None],
+    }
+
     """Multi-layer perceptron classifier, scikit-learn's ``MLPClassifier`` with compiled training.
+
+    Beyond scikit-learn: ``class_weight``, ``fit(..., X_val=, y_val=)``, ``history_`` and
+    ``validation_loss_curve_``, ``hidden_features`` (hidden-layer activations).
 
     Parameters have scikit-learn 1.9's names, defaults and meaning; see
     :class:`sklearn.neural_network.MLPClassifier`. The differences are listed in :mod:`fastbp.estimators`.
@@ -563,7 +791,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     alpha : float, default=1e-4
         L2 penalty on weights, ``alpha ||W||^2 / (2 n)`` with n the batch's size or weight sum.
     batch_size : int or "auto", default="auto"
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+    learning_rate : {"constant", "invscaling", "adaptive", "cosine"}, default="constant"
+        scikit-learn's schedules (invscaling for sgd only), plus ``"adaptive"`` for adam too (scikit-learn
+        applies it to sgd only) and ``"cosine"``: linear warm-up over ``warmup_fraction`` of the fit's steps,
+        then cosine decay, stepped per mini-batch inside the compiled epoch (sgd and adam).
     learning_rate_init : float, default=1e-3
     power_t : float, default=0.5
     max_iter : int, default=200
@@ -580,9 +811,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
     n_iter_no_change : int or inf, default=10
     max_fun : int, default=15000
+    warmup_fraction : float in [0, 1), default=0.0
+        With ``learning_rate="cosine"``: the fraction of all mini-batch steps of the fit spent in linear
+        warm-up.
+    class_weight : dict, list of dicts, "balanced" or None, default=None
+        Weights of the classes, multiplied into ``sample_weight`` (scikit-learn's forests' semantics:
+        ``"balanced"`` uses ``n_samples / (n_classes * count)``; multilabel y takes a list of dicts, one per
+        label, or ``"balanced"``). ``"balanced"`` is refused by ``partial_fit``.
 
     Attributes
     ----------
+    history_ : list of dict
+        One record per epoch (lbfgs: per iteration): ``iteration``, ``loss``, ``learning_rate``, ``seconds``,
+        ``samples_per_second``, and with a validation set ``validation_loss`` and ``validation_score``.
+    validation_loss_curve_ : list of float or None
+        The loss (with the L2 term) on the validation set after each epoch, beside ``loss_curve_``.
     classes_, coefs_, intercepts_, loss_, best_loss_, loss_curve_, validation_scores_,
     best_validation_score_, n_iter_, t_, n_layers_, n_outputs_, out_activation_, n_features_in_,
     feature_names_in_
@@ -624,8 +867,32 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         epsilon=1e-8,
         n_iter_no_change=10,
         max_fun=15000,
+        class_weight=None,
+        warmup_fraction=0.0,
     ):
         _store_params(self, locals())
+
+    def _with_class_weights(self, sample_weight, Y, dtype, incremental):
+        if self.class_weight is None:
+            return sample_weight
+        if incremental and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight 'balanced' is not supported for partial_fit: the class frequencies of one call are "
+                "not those of the data. Compute them once with sklearn.utils.class_weight.compute_class_weight and "
+                "pass the resulting dict as class_weight."
+            )
+        labels = self._label_binarizer.inverse_transform(Y)
+        if hasattr(labels, "toarray"):
+            labels = labels.toarray()
+        weights = compute_sample_weight(self.class_weight, labels).astype(dtype)
+        return weights if sample_weight is None else sample_weight * weights
+
+    def _encode_validation(self, y_val):
+        known = np.isin(unique_labels(y_val), self.classes_) if y_val.ndim == 1 else np.array([True])
+        if not known.all():
+            unseen = np.setdiff1d(unique_labels(y_val), self.classes_)
+            raise ValueError(f"y_val has classes not seen in y: {unseen[:5]}")
+        return self._label_binarizer.transform(y_val)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
@@ -754,7 +1021,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     loss : {"squared_error", "poisson"}, default="squared_error"
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init, power_t,
     max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
-    validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun
+    validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun, warmup_fraction
         As in :class:`MLPClassifier`.
 
     Attributes
@@ -796,6 +1063,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         epsilon=1e-8,
         n_iter_no_change=10,
         max_fun=15000,
+        warmup_fraction=0.0,
     ):
         _store_params(self, locals())
 
@@ -818,6 +1086,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _decode(self, Y):
         return Y.ravel() if Y.shape[1] == 1 else Y
+
+    def _encode_validation(self, y_val):
+        y_val = check_array(y_val, ensure_2d=False, dtype=np.float64, input_name="y_val")
+        if self.loss == "poisson" and np.any(y_val < 0):
+            raise ValueError("Some value(s) of y_val are negative which is not allowed for Poisson regression.")
+        return y_val
 
     def predict(self, X):
         """Predict with the fitted network.

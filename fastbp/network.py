@@ -15,8 +15,8 @@ import numpy as np
 import scipy.sparse
 
 from fastbp.kernels import epoch as _epoch
-from fastbp.kernels.activations import ACTIVATION_CODES
-from fastbp.kernels.dense import network_forward
+from fastbp.kernels.activations import ACTIVATION_CODES, bias_activation_forward
+from fastbp.kernels.dense import forward_to_output, network_forward
 from fastbp.kernels.losses import OUTPUT_CODES
 from fastbp.kernels.optimizers import ADAM
 from fastbp.kernels.optimizers import SGD as _SGD_CODE
@@ -256,6 +256,38 @@ class Network:
             )
         return out
 
+    def hidden(self, X: np.ndarray, layer: int = -1) -> np.ndarray:
+        """A hidden layer's activations for every row of X (features learned by the network).
+
+        Parameters
+        ----------
+        X : ndarray or scipy.sparse matrix of shape (n_samples, layer_sizes[0]), in the network's dtype
+        layer : int, default=-1
+            Which hidden layer, counted from 0 (the first) or from the end (-1 is the last).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, layer_sizes[layer + 1]), in the network's dtype
+        """
+        n_hidden = len(self.layer_sizes) - 2
+        if n_hidden == 0:
+            raise ValueError("this network has no hidden layer")
+        if not isinstance(layer, (int, np.integer)) or not -n_hidden <= layer < n_hidden:
+            raise ValueError(f"layer must be an integer from {-n_hidden} to {n_hidden - 1}, got {layer!r}")
+        layer = int(layer) % n_hidden
+        X, n = self._check_X(X)
+        out = np.empty((n, self.layer_sizes[layer + 1]), dtype=self.dtype)
+        capacity = min(n, PREDICT_CHUNK_ROWS)
+        acts = self._prediction_scratch(capacity * sum(self.layer_sizes[1 : layer + 2]))
+        layers, code, bias = self.layers[: layer + 1], self._hidden_codes[layer], self.intercepts[layer]
+        for start in range(0, n, capacity):
+            stop = min(n, start + capacity)
+            # the layers up to this one; its product comes back before bias and activation, added here
+            Z = forward_to_output(_row_range(X, start, stop), self.params, layers, self._hidden_codes, acts, capacity)
+            bias_activation_forward(Z, bias, code)
+            out[start:stop] = Z
+        return out
+
     def _prediction_scratch(self, size: int) -> np.ndarray:
         """Activation scratch for predictions, one per thread, kept between calls.
 
@@ -379,6 +411,7 @@ class Network:
         sample_weight: np.ndarray | None = None,
         alpha: float = 0.0,
         workspace: Workspace | None = None,
+        learning_rates: np.ndarray | None = None,
     ) -> float:
         """One epoch of mini-batch training in one compiled call.
 
@@ -403,6 +436,9 @@ class Network:
         workspace : Workspace, optional
             From this network's :meth:`workspace`, for at least ``batch_size`` rows (checked: a workspace of
             another network or dtype raises ``ValueError``); allocated here if not given.
+        learning_rates : ndarray of shape (n_batches,), optional
+            One learning rate per mini-batch of this epoch (a schedule stepped inside the compiled epoch),
+            instead of ``optimizer.learning_rate``; positive and finite.
 
         Returns
         -------
@@ -446,6 +482,13 @@ class Network:
             self._check_workspace(workspace, batch_size)
         optimizer.initialize(self.params)
         dt = self.dtype.type
+        n_batches = -(-visited // batch_size)
+        if learning_rates is None:
+            learning_rates = np.empty(0, dtype=self.dtype)
+        else:
+            learning_rates = np.ascontiguousarray(learning_rates, dtype=self.dtype)
+            if learning_rates.shape != (n_batches,) or not (np.isfinite(learning_rates) & (learning_rates > 0)).all():
+                raise ValueError(f"learning_rates must hold {n_batches} positive finite rates, one per batch")
         if isinstance(optimizer, Adam):
             code, state_a, state_b = ADAM, optimizer.m, optimizer.v
             momentum, nesterov = 0.0, False
@@ -475,6 +518,7 @@ class Network:
                 dt(alpha),
                 code,
                 dt(optimizer.learning_rate),
+                learning_rates,
                 dt(momentum),
                 bool(nesterov),
                 dt(beta_1),

@@ -41,12 +41,23 @@ _ACTIVATIONS = {"identity", "logistic", "tanh", "relu"}
 _OUTPUTS = {"MLPClassifier": {"softmax", "logistic"}, "MLPRegressor": {"identity", "exp"}}
 _SIZES = ("n_layers_", "n_outputs_", "n_features_in_")
 _COUNTS = ("n_iter_", "t_")
-_CURVES = ("loss_curve_", "validation_scores_")
+_CURVES = ("loss_curve_", "validation_scores_", "validation_loss_curve_")
+_HISTORY_KEYS = {
+    "iteration",
+    "loss",
+    "learning_rate",
+    "seconds",
+    "samples_per_second",
+    "validation_loss",
+    "validation_score",
+}
 _SCORES = ("loss_", "best_loss_", "best_validation_score_")
+_DECODED_FITTED = (*_SIZES, *_COUNTS, *_CURVES, *_SCORES, "history_")
 _LABEL_KINDS = "biuUfMm"  # bool, integers, strings, floats, datetime64, timedelta64: all plain npy dtypes
 
 _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError, KeyError)
 _READ_ERRORS += (TypeError, AttributeError, OverflowError, UnicodeDecodeError, RecursionError, MemoryError)
+_READ_ERRORS += (NotImplementedError, RuntimeError)  # zipfile: unsupported compression, encrypted members
 
 
 class ModelFileError(ValueError):
@@ -68,6 +79,8 @@ def _encode(value, where: str):
         return [_encode(v, where) for v in value]
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.ndim == 1:
         return {"ndarray": value.dtype.str, "value": [_encode(v, where) for v in value.tolist()]}
+    if isinstance(value, dict):
+        return {"dict": [[_encode(k, where), _encode(v, where)] for k, v in value.items()]}
     if isinstance(value, np.random.RandomState):
         _, keys, pos, has_gauss, cached = value.get_state(legacy=True)
         return {"RandomState": {"keys": keys.tolist(), "pos": pos, "has_gauss": has_gauss, "gauss": cached}}
@@ -102,6 +115,10 @@ def _decode(value, version: int):
         return _numpy_dtype(value["numpy"]).type(_decode(value["value"], version))
     if set(value) == {"ndarray", "value"} and isinstance(value["value"], list) and len(value["value"]) <= 10_000:
         return np.array([_decode(v, version) for v in value["value"]], dtype=_numpy_dtype(value["ndarray"]))
+    if set(value) == {"dict"} and isinstance(value["dict"], list) and len(value["dict"]) <= 100_000:
+        pairs = [_decode(pair, version) for pair in value["dict"]]
+        _require(all(isinstance(p, list) and len(p) == 2 for p in pairs), "invalid mapping")
+        return {k: v for k, v in pairs}
     if set(value) == {"RandomState"} and isinstance(value["RandomState"], dict):
         state = value["RandomState"]
         keys = np.array(state.get("keys"), dtype=np.int64)
@@ -188,7 +205,7 @@ def _encode_model(estimator) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     check_is_fitted(estimator)
     state = estimator._fitted_state()  # one snapshot, even if another thread is fitting
     net = estimator._network(state)
-    fitted = {k: state[k] for k in _SIZES + _COUNTS + _CURVES + _SCORES + ("out_activation_",) if k in state}
+    fitted = {k: state[k] for k in _SIZES + _COUNTS + _CURVES + _SCORES + ("out_activation_", "history_") if k in state}
     meta: dict[str, Any] = {
         "format": "fastbp-model",
         "format_version": FORMAT_VERSION,
@@ -329,7 +346,9 @@ def _make_estimator(meta: dict):
 def _fitted_attributes(meta: dict) -> dict:
     """The fitted scalars and curves, each checked for type and range."""
     name, version, raw = meta["class"], meta["format_version"], meta["fitted"]
-    fitted = {k: _decode(v, version) for k, v in raw.items() if k in (*_SIZES, *_COUNTS, *_CURVES, *_SCORES)}
+    fitted = {
+        k: _decode(v, version) for k, v in raw.items() if k in (*_SIZES, *_COUNTS, *_CURVES, *_SCORES, "history_")
+    }
     _require(set(raw) <= set(fitted) | {"out_activation_"}, f"unknown fitted attributes {sorted(set(raw))[:5]}")
     _require(raw.get("out_activation_") in _OUTPUTS[name], f"output {raw.get('out_activation_')!r} is not {name}'s")
     fitted["out_activation_"] = raw["out_activation_"]
@@ -344,6 +363,17 @@ def _fitted_attributes(meta: dict) -> dict:
         _require(_is_float(fitted["best_loss_"], finite=False) and fitted["best_loss_"] >= 0, "invalid best_loss_")
     if fitted.get("best_validation_score_") is not None:
         _require(_is_float(fitted["best_validation_score_"], finite=False), "invalid best_validation_score_")
+    history = fitted.setdefault("history_", [])
+    _require(
+        isinstance(history, list)
+        and all(
+            isinstance(r, dict)
+            and set(r) <= _HISTORY_KEYS
+            and all(_is_int(v, 0) if k == "iteration" else _is_float(v, finite=False) for k, v in r.items())
+            for r in history
+        ),
+        "history_ must be a list of epoch records",
+    )
     for key in _CURVES:
         curve = fitted.get(key)
         _require(

@@ -406,7 +406,7 @@ def test_every_field_is_validated(tmp_path, good_file, case):
 def test_format_1_files_still_load_and_train(tmp_path, good_file):
     def as_version_1(meta):
         meta.update(format_version=1, label_type=meta.pop("labels")["type"])
-        del meta["training"]
+        del meta["training"], meta["fitted"]["history_"], meta["fitted"]["validation_loss_curve_"]
         meta["params"]["hidden_layer_sizes"] = meta["params"]["hidden_layer_sizes"]["tuple"]
 
     parts = edit_meta(members(good_file), as_version_1)

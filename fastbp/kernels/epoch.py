@@ -46,6 +46,7 @@ def train_epoch(
     alpha,
     optimizer_code,
     learning_rate,
+    step_rates,
     momentum,
     nesterov,
     beta_1,
@@ -68,7 +69,9 @@ def train_epoch(
     buffer (a 2-D array, or CSR buffers), for ``capacity`` rows. ``order`` lists the rows to visit, each at
     most once (a permutation of all rows, or of the training rows when a validation set is held out); size 0:
     every row in order, read in place without a copy.
-    ``sample_weight`` of size 0 means unit weights. ``state_a``/``state_b`` are the velocity (SGD) or the
+    ``sample_weight`` of size 0 means unit weights. ``step_rates`` holds one learning rate per batch (a
+    schedule stepped inside the epoch) or nothing (``learning_rate`` throughout). ``state_a``/``state_b`` are
+    the velocity (SGD) or the
     first and second moments (Adam). The epoch stops early, with ``rows done < n``, as soon as a batch's loss
     or the parameters stop being finite; the caller then discards the parameters.
     """
@@ -79,15 +82,17 @@ def train_epoch(
     blas_scratch = np.empty(SCRATCH_BYTES, dtype=np.uint8)
     total = 0.0
     start = 0
+    batch = 0
     while start < n:
         m = min(batch_size, n - start)
         wb, sw_sum = batch_weights(sample_weight, order, start, m, weight_batch)
         scale = dtype(1) / sw_sum
-        step_size = learning_rate
+        step_size = step_rates[batch] if step_rates.shape[0] > 0 else learning_rate
+        batch += 1
         if optimizer_code == ADAM:
             adam_t += 1
             correction = np.sqrt(1.0 - np.float64(beta_2) ** adam_t) / (1.0 - np.float64(beta_1) ** adam_t)
-            step_size = dtype(learning_rate * correction)
+            step_size = dtype(step_size * correction)
         step = (optimizer_code, step_size, momentum, nesterov, beta_1, beta_2, epsilon, scale)
         penalty = half_alpha * w_sq
         if order.shape[0] > 0:
