@@ -569,40 +569,53 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         return self.learning_rate_init * np.where(step < warmup, (step + 1) / max(warmup, 1), cosine)
 
     def _end_of_epoch(self, validation, seconds: float, n_samples: int, learning_rate: float) -> bool:
-        """Record the epoch, update the schedule and the stopping rule; True when training should stop.
-
-        An epoch improves if it beats the best so far by ``tol``; for the adaptive schedule, if it beats the
-        previous epoch by ``tol`` (the schedule reacts to stalling, not to the distance from an old best).
-        """
-        adaptive = self.learning_rate == "adaptive"  # for sgd and, unlike scikit-learn, adam too
+        """Record the epoch, apply the stopping rule and the schedules; True when training should stop."""
         record = {"iteration": self.n_iter_, "loss": self.loss_, "learning_rate": float(learning_rate)}
-        if validation is not None:
-            score = self._score(validation.X, validation.y, validation.sample_weight)
-            loss = self._net.loss_and_gradients(validation.X, validation.Y, validation.sample_weight, self.alpha)[0]
-            self.validation_loss_curve_.append(loss)
-            record |= {"validation_loss": loss, "validation_score": float(score)}
-            scores = self.validation_scores_
-            reference = scores[-1] if adaptive and scores else self.best_validation_score_
-            scores.append(score)
-            improved = score >= reference + self.tol
-            if score > self.best_validation_score_:
-                self.best_validation_score_ = score
-                self._best_params = self._net.params.copy()
-        else:
-            best = np.inf if self.best_loss_ is None else self.best_loss_  # None after an early-stopping fit
-            reference = self.loss_curve_[-2] if adaptive and len(self.loss_curve_) > 1 else best
-            improved = self.loss_curve_[-1] <= reference - self.tol
-            self.best_loss_ = min(best, self.loss_curve_[-1])
+        improved = self._validation_improved(validation, record) if validation is not None else self._loss_improved()
         self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
         self.history_.append(record | {"seconds": seconds, "samples_per_second": n_samples / max(seconds, 1e-9)})
-        self._report_epoch(self.validation_scores_[-1] if validation is not None else None, seconds, n_samples)
-        if self.solver == "sgd" and self.learning_rate == "invscaling":
-            self._optimizer.learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+        self._report_epoch(record.get("validation_score"), seconds, n_samples)
+        self._step_invscaling()
         if self._no_improvement_count < self.n_iter_no_change:
             return False
-        what = "Validation score" if validation is not None else "Training loss"
+        return self._stalled("Validation score" if validation is not None else "Training loss")
+
+    def _validation_improved(self, validation: _Validation, record: dict) -> bool:
+        """Score the validation rows, keep the best weights; improved = ``tol`` above the reference.
+
+        The reference is the best score so far; for the adaptive schedule, the previous epoch's (it reacts to
+        stalling, not to the distance from an old best: scikit-learn #15596).
+        """
+        score = self._score(validation.X, validation.y, validation.sample_weight)
+        loss = self._net.loss_and_gradients(validation.X, validation.Y, validation.sample_weight, self.alpha)[0]
+        self.validation_loss_curve_.append(loss)
+        record |= {"validation_loss": loss, "validation_score": float(score)}
+        scores = self.validation_scores_
+        reference = scores[-1] if self.learning_rate == "adaptive" and scores else self.best_validation_score_
+        scores.append(score)
+        if score > self.best_validation_score_:
+            self.best_validation_score_ = score
+            self._best_params = self._net.params.copy()
+        return score >= reference + self.tol
+
+    def _loss_improved(self) -> bool:
+        """Improved = the training loss ``tol`` below the best so far (adaptive: below the previous epoch's)."""
+        best = np.inf if self.best_loss_ is None else self.best_loss_  # None after an early-stopping fit
+        curve = self.loss_curve_
+        reference = curve[-2] if self.learning_rate == "adaptive" and len(curve) > 1 else best
+        self.best_loss_ = min(best, curve[-1])
+        return curve[-1] <= reference - self.tol
+
+    def _step_invscaling(self) -> None:
+        """scikit-learn's ``invscaling`` schedule (sgd only): ``learning_rate_init / (t_ + 1) ** power_t``."""
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            self._optimizer.learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+
+    def _stalled(self, what: str) -> bool:
+        """``n_iter_no_change`` epochs without improvement: the adaptive schedule divides the rate (sgd and,
+        unlike scikit-learn, adam) until it is tiny; otherwise training stops. True when it stops."""
         message = f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
-        if adaptive and self._optimizer.learning_rate > _ADAPTIVE_MIN_RATE:
+        if self.learning_rate == "adaptive" and self._optimizer.learning_rate > _ADAPTIVE_MIN_RATE:
             self._optimizer.learning_rate /= _ADAPTIVE_DIVISOR
             self._no_improvement_count = 0
             if self.verbose:
