@@ -261,6 +261,11 @@ def test_progress_bar_on_its_own_and_propagated_from_a_pipeline():
     pipeline = make_pipeline(StandardScaler(), fastbp.MLPClassifier((6,), max_iter=3, random_state=0))
     quiet(pipeline.set_callbacks(callback.ProgressBar()), X, y)
     assert pipeline[-1].n_iter_ == 3 and not hasattr(pipeline[-1], "_callback_fit_ctx")
+    from sklearn.model_selection import GridSearchCV
+
+    search = GridSearchCV(fastbp.MLPClassifier((5,), max_iter=3), {"alpha": [1e-4, 1e-3]}, cv=2)
+    quiet(search.set_callbacks(callback.ProgressBar(max_propagation_depth=None)), X, y)
+    assert search.best_estimator_.n_iter_ == 3
 
 
 # -- cosine schedule with warm-up -----------------------------------------------------------------------------
