@@ -173,8 +173,14 @@ class Network:
 
     # -- validation -----------------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        """``params`` is public and assignable: the kernels index it by the layer table, so check it first."""
+        """``params`` is public and assignable: the kernels index it by the layer table, so check it first.
+
+        An array passes once: its shape and dtype cannot change while ``coefs``/``intercepts`` view it, so the
+        next calls only compare identity (0.4 us of a 20 us one-row prediction otherwise).
+        """
         p = self.params
+        if p is self.__dict__.get("_params_checked"):
+            return
         if not (
             isinstance(p, np.ndarray)
             and p.shape == (self.n_weights + sum(self.layer_sizes[1:]),)
@@ -186,6 +192,7 @@ class Network:
                 f"params must be a writeable C-contiguous {self.dtype} array of shape "
                 f"({self.n_weights + sum(self.layer_sizes[1:])},); assign values with params[:] = ... instead"
             )
+        self._params_checked = p
 
     def _check_X(self, X) -> tuple[np.ndarray | tuple, int]:
         """(X as the kernels take it, number of rows): a C-contiguous array, or a CSR tuple for sparse X.
