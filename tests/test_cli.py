@@ -153,6 +153,7 @@ def _write_tables(folder):
     return X, species, price
 
 
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")  # arrays, not frames
 def test_train_predict_and_info_on_a_users_tables(tmp_path):
     import numpy as np
 
@@ -185,6 +186,7 @@ def test_train_predict_and_info_on_a_users_tables(tmp_path):
     assert "classes: 2: setosa virginica" in out.stdout and "length, width, depth" in out.stdout
 
 
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")  # arrays, not frames
 def test_regression_on_a_table_and_other_formats(tmp_path):
     pytest.importorskip("pyarrow")
     import numpy as np
