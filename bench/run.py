@@ -44,6 +44,12 @@ def other_results(path: Path) -> list[str]:
             lines.append(
                 f"start-up, import to first training step (warm cache): {info['import_to_first_step_s']:.2f} s"
             )
+        elif "cold_start" in info:
+            cold = info["cold_start"]
+            lines.append(
+                f"cold start, empty compile cache: import {cold['import']:.1f} s, first default fit (float32 "
+                f"Adam) {cold['first_fit']:.1f} s, first predict_proba {cold['first_predict']:.1f} s"
+            )
         elif "growth_mb" in info:
             lines.append(f"fit peak allocation beyond X ({info['x_mb']:.0f} MB float32): {info['growth_mb']:.1f} MB")
     for group, times in sorted(groups.items()):
@@ -52,6 +58,15 @@ def other_results(path: Path) -> list[str]:
         ratios = [f"fastbp/{name} {fast / seconds:.2f}" for name, seconds in sorted(times.items()) if name != "fastbp"]
         lines.append(f"{group}: " + ", ".join(parts) + " (" + ", ".join(ratios) + ")")
     return lines
+
+
+def threads() -> str:
+    """The threads every row ran with: numba's pool and each BLAS library's (the same process settings)."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    blas = ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info() if i["user_api"] == "blas")
+    return f"threads: numba {numba.get_num_threads()} (kernels are serial), BLAS {blas or 'not loaded'}"
 
 
 def format_table(table: dict) -> str:
@@ -124,6 +139,7 @@ def main(argv=None) -> int:
         if code != 0:
             return code
     table = load(path)
+    print(threads())
     print(format_table(table))
     print("\n".join(other_results(path)))
     chart(table, path.with_suffix(".png"))

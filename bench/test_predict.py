@@ -86,6 +86,40 @@ def test_startup_to_first_step_with_warm_cache(benchmark):
     benchmark.extra_info["import_to_first_step_s"] = min(seconds)
 
 
+COLD = """
+import json, time, warnings
+start = time.perf_counter()
+import numpy as np, fastbp
+imported = time.perf_counter()
+from fastbp.datasets import make_mnist_like
+X, y = make_mnist_like(2000, random_state=0)
+warnings.simplefilter("ignore")
+made = time.perf_counter()
+model = fastbp.MLPClassifier(max_iter=1).fit(X, y)  # the default network, float32, Adam
+fitted = time.perf_counter()
+model.predict_proba(X)
+predicted = time.perf_counter()
+print(json.dumps({"import": imported - start, "first_fit": fitted - made, "first_predict": predicted - fitted}))
+"""
+
+
+def test_cold_start_with_an_empty_compile_cache(benchmark, tmp_path_factory):
+    """A fresh process with an empty kernel cache: import, the first default fit, the first predict_proba."""
+    import json
+    import os
+
+    figures = []
+
+    def run():
+        env = {**os.environ, "FASTBP_CACHE_DIR": str(tmp_path_factory.mktemp("empty-cache"))}
+        out = subprocess.run([sys.executable, "-c", COLD], check=True, capture_output=True, text=True, env=env)
+        figures.append(json.loads(out.stdout))
+
+    benchmark.group = "cold start"
+    benchmark.pedantic(run, rounds=1)
+    benchmark.extra_info["cold_start"] = figures[0]
+
+
 PEAK = """
 import tracemalloc, warnings, numpy as np
 from fastbp.datasets import make_mnist_like
