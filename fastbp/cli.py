@@ -104,9 +104,7 @@ def _data_source(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected one of {', '.join(NAMED_DATA)} or a {'/'.join(FORMATS)} file")
 
 
-def _fraction(text: str) -> float:
-    value = _checked(float, lambda v: 0 <= v < 1, "from 0 up to (not including) 1")(text)
-    return value
+_fraction = _checked(float, lambda v: 0 <= v < 1, "from 0 up to (not including) 1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,8 +190,8 @@ def load_named(name: str, dtype, seed: int, out) -> tuple[str, tuple]:
     return "synthetic MNIST-size set (fastbp.datasets.make_mnist_like)", (X[:60000], y[:60000], X[60000:], y[60000:])
 
 
-def load_table(args, dtype) -> tuple[str, tuple, list[str], bool]:
-    """(description, (X_train, y_train, X_test, y_test), feature names, classification?) for a table file."""
+def load_table(args, dtype) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str], bool]:
+    """(description, X, y, training rows, test rows, feature names, classification?) for a table file."""
     from sklearn.model_selection import train_test_split
 
     table = read_table(args.data)
@@ -216,7 +214,14 @@ def load_table(args, dtype) -> tuple[str, tuple, list[str], bool]:
     else:
         train, test = rows, rows[:0]
     what = f"{args.data} ({'classification' if classify else 'regression'} of {target!r})"
-    return what, (X[train], y[train], X[test], y[test]), features, classify
+    return what, X, y, train, test, features, classify
+
+
+def _take(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]``, as a view (no copy of X) where ``rows`` is 0, 1, ..., k - 1."""
+    if rows.size and rows[0] == 0 and rows[-1] == rows.size - 1 and (np.diff(rows) == 1).all():
+        return array[: rows.size]
+    return array[rows]
 
 
 def hold_out(y, seed: int, samples: int | None, classify: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -240,14 +245,17 @@ def train(args, out=print) -> int:
     dtype = np.dtype(args.dtype).type
     features, classify = None, True
     if args.data in NAMED_DATA:
-        name, (X_train, y_train, X_test, y_test) = load_named(args.data, dtype, args.seed, out)
-        X_train, X_test = X_train.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
+        name, (X, y, X_test, y_test) = load_named(args.data, dtype, args.seed, out)
+        X, X_test = X.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
+        rows = np.arange(len(y))
     else:
-        name, (X_train, y_train, X_test, y_test), features, classify = load_table(args, dtype)
+        name, X, y, rows, test, features, classify = load_table(args, dtype)
+        X_test, y_test = X[test], y[test]
     if args.samples:
-        X_train, y_train = X_train[: args.samples], y_train[: args.samples]
-    out(f"data: {name}, {X_train.shape[0]} training and {X_test.shape[0]} test rows, {X_train.shape[1]} features")
-    rows, validation = hold_out(y_train, args.seed, args.samples, classify)
+        rows = rows[: args.samples]
+    out(f"data: {name}, {rows.size} training and {X_test.shape[0]} test rows, {X.shape[1]} features")
+    # the command's own hold-out without --early-stopping; with it, the estimator splits (this checks the size)
+    fit_rows, validation = hold_out(y[rows], args.seed, args.samples, classify)
     model = (_ReportingClassifier if classify else _ReportingRegressor)(
         hidden_layer_sizes=args.hidden,
         activation=args.activation,
@@ -255,14 +263,15 @@ def train(args, out=print) -> int:
         learning_rate_init=args.learning_rate,
         batch_size=args.batch_size,
         max_iter=args.epochs,
-        early_stopping=args.early_stopping,  # holds out the same rows as hold_out, from the same seed
+        early_stopping=args.early_stopping,
         n_iter_no_change=args.patience if args.early_stopping else args.epochs + 1,
         random_state=args.seed,
         verbose=True,
     )
     if not args.early_stopping:
-        model.held_out, model.held_out_scores = (X_train[validation], y_train[validation]), []
-        X_train, y_train = X_train[rows], y_train[rows]
+        model.held_out, model.held_out_scores = (X[rows[validation]], y[rows[validation]]), []
+        rows = rows[fit_rows]
+    X_train, y_train = _take(X, rows), _take(y, rows)  # one copy of the training rows at most
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # ConvergenceWarning at --epochs is the expected end here
@@ -324,10 +333,7 @@ def predict(args, out=sys.stdout) -> int:
             raise RuntimeError(
                 f"the model takes {model.n_features_in_} features but {args.data} has {len(names)} columns"
             )
-    missing = [n for n in names if n not in table.columns]
-    if missing:
-        raise RuntimeError(f"{args.data} lacks the model's feature column {', '.join(map(repr, missing[:5]))}")
-    X = table.features(names, model.coefs_[0].dtype)
+    X = table.features(names, model.coefs_[0].dtype)  # names a missing or non-numeric column
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="X does not have valid feature names")  # columns chosen by name
         result = model.predict_proba(X) if args.proba else model.predict(X)

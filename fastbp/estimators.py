@@ -71,6 +71,7 @@ from fastbp._warn import warn_user
 from fastbp.kernels.inputs import all_finite
 from fastbp.network import DivergenceError, Network
 from fastbp.optimizers import SGD, Adam
+from fastbp.reference import OUTPUTS as REFERENCE_OUTPUTS
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _ADAPTIVE_DIVISOR = 5.0  # learning_rate="adaptive" divides the rate by this after a stall (scikit-learn's)
@@ -210,9 +211,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         if check_input and not self._is_plain_input(X, net, state):
             X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
         if X.dtype == np.float64 and net.dtype == np.float32:
-            wide = Network(net.layer_sizes, net.hidden_activations, net.output, np.float64)
-            wide.params[:] = net.params  # per call: coefs_ may have been edited in place since the last one
-            net = wide
+            net = net.copy(np.float64)  # per call: coefs_ may have been edited in place since the last one
         return net, X.astype(net.dtype, copy=False)
 
     def hidden_features(self, X, layer: int = -1) -> np.ndarray:
@@ -322,10 +321,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         work = object.__new__(type(self))
         work.__dict__.update(self.__dict__)
         if continuing:
-            net = self._network()
-            twin = Network(net.layer_sizes, net.hidden_activations, net.output, net.dtype)
-            twin.params[:] = net.params
-            work._adopt(twin)
+            work._adopt(self._network().copy())
             for name in ("loss_curve_", "validation_scores_", "validation_loss_curve_", "history_"):
                 if isinstance(getattr(work, name, None), list):
                     setattr(work, name, list(getattr(work, name)))
@@ -360,8 +356,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
             self._initialize(layer_units, X.dtype)
         net = self._network()
         if net.dtype != X.dtype:  # warm start or partial_fit with another dtype: follow the data
-            net = Network(net.layer_sizes, net.hidden_activations, net.output, X.dtype)
-            net.params[:] = self._net.params
+            net = net.copy(X.dtype)
             self._adopt(net)
             if getattr(self, "_best_params", None) is not None:
                 self._best_params = self._best_params.astype(X.dtype)
@@ -607,9 +602,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         (``loss_and_gradients`` would add a forward and a backward pass, ~10% of an epoch at the default
         validation_fraction).
         """
-        from fastbp.reference import OUTPUTS
-
-        per_sample = OUTPUTS[self.out_activation_][1](validation.Y, outputs)
+        per_sample = REFERENCE_OUTPUTS[self.out_activation_][1](validation.Y, outputs)
         w = validation.sample_weight
         total = float(per_sample.sum()) if w is None else float((w * per_sample).sum())
         weight = float(len(per_sample)) if w is None else float(w.sum())
@@ -673,12 +666,6 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         start = net.params.astype(np.float64)
         last = {"x": start, "fun": None, "nit": 0}  # the last completed iteration
 
-        def loss_and_gradient_at(flat):
-            loss, grad = loss_and_gradient(flat)
-            if last["fun"] is None:  # scipy evaluates the starting point first
-                last["fun"] = loss
-            return loss, grad
-
         subtask = [self._subtask_begin("lbfgs-iteration")]
         with deferred_interrupt() as interrupted:
 
@@ -700,7 +687,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
 
             try:
                 result = scipy.optimize.minimize(
-                    loss_and_gradient_at,
+                    loss_and_gradient,
                     start,
                     method="L-BFGS-B",
                     jac=True,
@@ -714,7 +701,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         if stopped:
             warn_user("Training interrupted by user.", TrainingInterruptedWarning)
             x, n_iter, loss = last["x"], last["nit"], last["fun"]
-            if loss is None:
+            if loss is None:  # stopped before the first iteration ended: the starting point's loss
                 loss = loss_and_gradient(start)[0]
         else:
             x, n_iter, loss = result.x, min(result.nit, self.max_iter), result.fun
@@ -758,20 +745,21 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
                 raise ValueError("X_val is provided, but y_val was not provided.")
             if X_val is None:
                 raise ValueError("y_val is provided, but X_val was not provided.")
-            if not self.early_stopping or self.solver == "lbfgs":
-                raise ValueError(
-                    "X_val and y_val are passed to fit while at the same time early_stopping is False"
-                    f"{' (solver lbfgs never stops early)' if self.early_stopping else ''}. When passing X_val and "
-                    "y_val to fit, early_stopping should be set to True, with solver 'sgd' or 'adam'."
+            if not self.early_stopping:
+                raise ValueError(  # HistGradientBoosting's words, less its "'auto' or" (no such value here)
+                    "X_val and y_val are passed to fit while at the same time early_stopping is False. When passing "
+                    "X_val and y_val to fit, early_stopping should be set to True."
                 )
+            if self.solver == "lbfgs":
+                raise ValueError("X_val and y_val are for early stopping, which solver='lbfgs' does not do")
+            if _is_dask_collection(X):
+                raise ValueError("X_val is not supported on Dask arrays, where early stopping is not either")
             validation_data = (X_val, y_val, sample_weight_val)
         context = None
         if getattr(self, "_skl_callbacks", None):  # one root task; a subtask per epoch or lbfgs iteration
             context = self._init_callback_context(max_subtasks=self.max_iter + (self.solver == "lbfgs"))
             context.call_on_fit_task_begin(estimator=self, X=X, y=y)
         if _is_dask_collection(X):
-            if validation_data is not None:
-                raise ValueError("X_val is not supported on Dask arrays: early stopping is not either")
             from fastbp.dask_training import fit_dask
 
             fit_dask(self, X, y, sample_weight)
@@ -801,11 +789,6 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
-    _parameter_constraints: dict = {
-        **_BaseMLP._parameter_constraints,
-        "class_weight": [dict, list, StrOptions({"balanced"}), None],
-    }
-
     """Multi-layer perceptron classifier, scikit-learn's ``MLPClassifier`` with compiled training.
 
     Beyond scikit-learn: ``class_weight``, ``fit(..., X_val=, y_val=)``, ``history_`` and
@@ -872,6 +855,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     True
     """
 
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "class_weight": [dict, list, StrOptions({"balanced"}), None],
+    }
+
     def __init__(
         self,
         hidden_layer_sizes=(100,),
@@ -919,9 +907,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return weights if sample_weight is None else sample_weight * weights
 
     def _encode_validation(self, y_val):
-        known = np.isin(unique_labels(y_val), self.classes_) if y_val.ndim == 1 else np.array([True])
-        if not known.all():
-            unseen = np.setdiff1d(unique_labels(y_val), self.classes_)
+        unseen = np.setdiff1d(unique_labels(y_val), self.classes_) if y_val.ndim == 1 else []
+        if len(unseen):
             raise ValueError(f"y_val has classes not seen in y: {unseen[:5]}")
         return self._label_binarizer.transform(y_val)
 
@@ -963,7 +950,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
-        self._check_fitted()
         return self._predict(X)
 
     def _predict(self, X, check_input=True, outputs=None):
@@ -1135,7 +1121,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         -------
         ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
-        self._check_fitted()
         return self._predict(X)
 
     def _predict(self, X, check_input=True, outputs=None):

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse
 
 from fastbp.kernels import epoch as _epoch
+from fastbp.kernels import writable
 from fastbp.kernels.activations import ACTIVATION_CODES, bias_activation_forward
 from fastbp.kernels.dense import forward_to_output, network_forward
 from fastbp.kernels.losses import OUTPUT_CODES
@@ -132,6 +133,12 @@ class Network:
         """Views of each layer's biases, shape (fan_out,)."""
         return [self.params[b : b + o] for _, _, o, b in self.layers]
 
+    def copy(self, dtype: type | np.dtype | None = None) -> Network:
+        """A network of the same layers with a copy of the parameters (converted to ``dtype`` if given)."""
+        twin = Network(self.layer_sizes, self.hidden_activations, self.output, self.dtype if dtype is None else dtype)
+        twin.params[:] = self.params
+        return twin
+
     def initialize(self, random_state: int | np.random.RandomState | None = None) -> Network:
         """Glorot-uniform weights and biases, drawn exactly as scikit-learn's MLP draws them.
 
@@ -178,19 +185,13 @@ class Network:
         An array passes once: its shape and dtype cannot change while ``coefs``/``intercepts`` view it, so the
         next calls only compare identity (0.4 us of a 20 us one-row prediction otherwise).
         """
-        p = self.params
+        p, shape = self.params, (self.n_weights + sum(self.layer_sizes[1:]),)
         if p is self.__dict__.get("_params_checked"):
             return
-        if not (
-            isinstance(p, np.ndarray)
-            and p.shape == (self.n_weights + sum(self.layer_sizes[1:]),)
-            and p.dtype == self.dtype
-            and p.flags.c_contiguous
-            and p.flags.writeable
-        ):
+        if not writable(p, shape, self.dtype):
             raise ValueError(
-                f"params must be a writeable C-contiguous {self.dtype} array of shape "
-                f"({self.n_weights + sum(self.layer_sizes[1:])},); assign values with params[:] = ... instead"
+                f"params must be a writeable C-contiguous {self.dtype} array of shape {shape}; assign values "
+                "with params[:] = ... instead"
             )
         self._params_checked = p
 
@@ -390,15 +391,8 @@ class Network:
         capacity = getattr(workspace, "batch_size", None)
         fits = isinstance(workspace, Workspace) and isinstance(capacity, int) and capacity >= batch_size
         if fits:
-            for name, shape in self._workspace_shapes(capacity).items():
-                array = getattr(workspace, name)
-                fits &= (
-                    isinstance(array, np.ndarray)
-                    and array.shape == shape
-                    and array.dtype == self.dtype
-                    and array.flags.c_contiguous
-                    and array.flags.writeable
-                )
+            shapes = self._workspace_shapes(capacity)
+            fits = all(writable(getattr(workspace, name), shape, self.dtype) for name, shape in shapes.items())
         if not fits:
             raise ValueError(
                 f"this workspace does not fit: train_epoch needs one made by this network's "
@@ -575,13 +569,7 @@ def _gather_buffer(X, order: np.ndarray, batch_size: int, workspace: Workspace):
         rows = workspace.batch_size if order.size else 1  # unshuffled epochs read X in place: a stub suffices
         held = workspace.X_batch
         if not (
-            isinstance(held, np.ndarray)
-            and held.ndim == 2
-            and held.shape[0] >= rows
-            and held.shape[1] == X.shape[1]
-            and held.dtype == X.dtype
-            and held.flags.c_contiguous
-            and held.flags.writeable
+            writable(held, dtype=X.dtype) and held.ndim == 2 and held.shape[0] >= rows and held.shape[1] == X.shape[1]
         ):
             held = workspace.X_batch = np.empty((rows, X.shape[1]), X.dtype)
         return held
@@ -591,14 +579,11 @@ def _gather_buffer(X, order: np.ndarray, batch_size: int, workspace: Workspace):
         row_counts = np.diff(indptr)[order]
         need = int(np.add.reduceat(row_counts, np.arange(0, order.size, batch_size)).max())
     held = workspace.sparse_batch
+    sizes, dtypes = (need, need, workspace.batch_size + 1), (data.dtype, indices.dtype, indptr.dtype)
     if not (
         isinstance(held, tuple)
         and len(held) == 3
-        and all(isinstance(a, np.ndarray) and a.ndim == 1 and a.flags.c_contiguous and a.flags.writeable for a in held)
-        and held[0].size >= need
-        and held[1].size >= need
-        and held[2].size >= workspace.batch_size + 1
-        and (held[0].dtype, held[1].dtype, held[2].dtype) == (data.dtype, indices.dtype, indptr.dtype)
+        and all(writable(a, dtype=t) and a.ndim == 1 and a.size >= k for a, k, t in zip(held, sizes, dtypes))
     ):
         held = (
             np.empty(need, data.dtype),

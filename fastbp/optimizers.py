@@ -10,16 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def _state_fits(state, params: np.ndarray) -> bool:
-    """True if ``state`` can be written by the kernels as optimizer state for ``params``."""
-    return (
-        isinstance(state, np.ndarray)
-        and state.shape == params.shape
-        and state.dtype == params.dtype
-        and state.flags.c_contiguous
-        and state.flags.writeable
-    )
+from fastbp.kernels import writable
 
 
 @dataclass
@@ -46,7 +37,7 @@ class SGD:
 
     def initialize(self, params: np.ndarray) -> None:
         """Allocate zeroed state matching ``params`` (kept if it already matches)."""
-        if not _state_fits(self.velocity, params):
+        if not writable(self.velocity, params.shape, params.dtype):
             self.velocity = np.zeros_like(params)
 
 
@@ -74,7 +65,8 @@ class Adam:
 
     def initialize(self, params: np.ndarray) -> None:
         """Allocate zeroed moments matching ``params`` (kept if they already match)."""
-        if not (_state_fits(self.m, params) and _state_fits(self.v, params) and self.m is not self.v):
+        fits = writable(self.m, params.shape, params.dtype) and writable(self.v, params.shape, params.dtype)
+        if not fits or self.m is self.v:
             self.m = np.zeros_like(params)
             self.v = np.zeros_like(params)
             self.t = 0

@@ -20,6 +20,7 @@ parameter types, label kinds and the training state.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -27,7 +28,7 @@ import os
 import secrets
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -133,7 +134,7 @@ def _decode(value, version: int):
 
 
 # -- save -----------------------------------------------------------------------------------------------------
-def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+def _write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write(file)`` on a new file beside ``path``, then rename it over ``path``.
 
     The rename is atomic, so ``path`` holds either its old content or the complete new one, whatever fails
@@ -190,7 +191,7 @@ def save(estimator, path: str | os.PathLike) -> None:
                 np.lib.format.write_array(buffer, array, allow_pickle=False)
                 archive.writestr(f"{key}.npy", buffer.getvalue())
 
-    write_atomically(path, write)
+    _write_atomically(path, write)
 
 
 def _encode_model(estimator) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -279,9 +280,17 @@ def load(path: str | os.PathLike):
     ModelFileError
         On anything wrong with the file's content (and only this exception, for any content).
     """
+    with _model_archive(path) as archive:
+        return _load(archive)
+
+
+@contextlib.contextmanager
+def _model_archive(path: str | os.PathLike) -> Iterator[zipfile.ZipFile]:
+    """The model file as a zip archive; ``open`` errors pass through, anything wrong inside is ModelFileError."""
     with open(path, "rb") as file:
         try:
-            return _load(file)
+            with zipfile.ZipFile(file) as archive:
+                yield archive
         except ModelFileError:
             raise
         except _READ_ERRORS as error:
@@ -444,52 +453,45 @@ def read_metadata(path: str | os.PathLike) -> dict:
     ModelFileError
         If the file is not a readable fastbp model file.
     """
-    with open(path, "rb") as file:
-        try:
-            with zipfile.ZipFile(file) as archive:
-                return _read_metadata(archive)
-        except ModelFileError:
-            raise
-        except _READ_ERRORS as error:
-            raise ModelFileError(f"not a readable fastbp model file: {type(error).__name__}: {error}") from None
+    with _model_archive(path) as archive:
+        return _read_metadata(archive)
 
 
-def _load(file: BinaryIO):
-    with zipfile.ZipFile(file) as archive:
-        meta = _read_metadata(archive)
-        estimator = _make_estimator(meta)
-        fitted = _fitted_attributes(meta)
-        training = _training_state(meta)
-        name, dtype, n_layers = meta["class"], np.dtype(meta["dtype"]), meta["n_weight_layers"]
-        hidden = np.atleast_1d(estimator.hidden_layer_sizes).tolist()
-        _require(all(_is_int(h, 1, 1 << 31) for h in hidden), f"invalid hidden_layer_sizes {hidden!r:.80}")
-        sizes = [fitted["n_features_in_"], *hidden, fitted["n_outputs_"]]
-        _require(len(sizes) == n_layers + 1, f"hidden_layer_sizes {hidden} disagree with {n_layers} weight layers")
-        n_params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
-        _require(n_params * dtype.itemsize * 4 <= _MAX_MODEL_BYTES, f"the model declares {n_params} parameters")
-        labels = meta.get("labels") if meta["format_version"] > 1 else {"type": meta.get("label_type")}
-        optimizer_arrays = {"adam": ("m", "v"), "sgd": ("velocity",), None: ()}
-        kind = (training.get("optimizer") or {}).get("kind")
-        expected = {f"coef_{i}.npy" for i in range(n_layers)} | {f"intercept_{i}.npy" for i in range(n_layers)}
-        expected |= {"metadata.json", "feature_names_in.npy", "best_params.npy"}
-        expected |= {f"optimizer_{a}.npy" for a in optimizer_arrays[kind]}
-        expected |= {"classes.npy"} if name == "MLPClassifier" else set()
-        unexpected = set(archive.namelist()) - expected
-        _require(not unexpected, f"unexpected members {sorted(unexpected)[:5]}")
-        coefs = [_read_array(archive, f"coef_{i}", [(i_, o)], dtype) for i, (i_, o) in enumerate(zip(sizes, sizes[1:]))]
-        intercepts = [_read_array(archive, f"intercept_{i}", [(o,)], dtype) for i, o in enumerate(sizes[1:])]
-        names = None
-        if "feature_names_in.npy" in archive.namelist():
-            names = _read_array(archive, "feature_names_in", [(sizes[0],)], "U")
-        classes = None
-        if name == "MLPClassifier":
-            _require(isinstance(labels, dict), "missing label description")
-            n_classes = [(1,), (2,)] if labels.get("type") == "binary" else [(sizes[-1],)]
-            classes = _read_array(archive, "classes", n_classes, _LABEL_KINDS)
-        best = None
-        if "best_params.npy" in archive.namelist():
-            best = _read_array(archive, "best_params", [(n_params,)], dtype)
-        state = [_read_array(archive, f"optimizer_{a}", [(n_params,)], dtype) for a in optimizer_arrays[kind]]
+def _load(archive: zipfile.ZipFile):
+    meta = _read_metadata(archive)
+    estimator = _make_estimator(meta)
+    fitted = _fitted_attributes(meta)
+    training = _training_state(meta)
+    name, dtype, n_layers = meta["class"], np.dtype(meta["dtype"]), meta["n_weight_layers"]
+    hidden = np.atleast_1d(estimator.hidden_layer_sizes).tolist()
+    _require(all(_is_int(h, 1, 1 << 31) for h in hidden), f"invalid hidden_layer_sizes {hidden!r:.80}")
+    sizes = [fitted["n_features_in_"], *hidden, fitted["n_outputs_"]]
+    _require(len(sizes) == n_layers + 1, f"hidden_layer_sizes {hidden} disagree with {n_layers} weight layers")
+    n_params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+    _require(n_params * dtype.itemsize * 4 <= _MAX_MODEL_BYTES, f"the model declares {n_params} parameters")
+    labels = meta.get("labels") if meta["format_version"] > 1 else {"type": meta.get("label_type")}
+    optimizer_arrays = {"adam": ("m", "v"), "sgd": ("velocity",), None: ()}
+    kind = (training.get("optimizer") or {}).get("kind")
+    expected = {f"coef_{i}.npy" for i in range(n_layers)} | {f"intercept_{i}.npy" for i in range(n_layers)}
+    expected |= {"metadata.json", "feature_names_in.npy", "best_params.npy"}
+    expected |= {f"optimizer_{a}.npy" for a in optimizer_arrays[kind]}
+    expected |= {"classes.npy"} if name == "MLPClassifier" else set()
+    unexpected = set(archive.namelist()) - expected
+    _require(not unexpected, f"unexpected members {sorted(unexpected)[:5]}")
+    coefs = [_read_array(archive, f"coef_{i}", [(i_, o)], dtype) for i, (i_, o) in enumerate(zip(sizes, sizes[1:]))]
+    intercepts = [_read_array(archive, f"intercept_{i}", [(o,)], dtype) for i, o in enumerate(sizes[1:])]
+    names = None
+    if "feature_names_in.npy" in archive.namelist():
+        names = _read_array(archive, "feature_names_in", [(sizes[0],)], "U")
+    classes = None
+    if name == "MLPClassifier":
+        _require(isinstance(labels, dict), "missing label description")
+        n_classes = [(1,), (2,)] if labels.get("type") == "binary" else [(sizes[-1],)]
+        classes = _read_array(archive, "classes", n_classes, _LABEL_KINDS)
+    best = None
+    if "best_params.npy" in archive.namelist():
+        best = _read_array(archive, "best_params", [(n_params,)], dtype)
+    state = [_read_array(archive, f"optimizer_{a}", [(n_params,)], dtype) for a in optimizer_arrays[kind]]
     for i, (W, b) in enumerate(zip(coefs, intercepts)):
         _require(np.isfinite(W).all() and np.isfinite(b).all(), f"layer {i}: non-finite weights")
     for key, value in fitted.items():

@@ -221,7 +221,7 @@ def test_table_mistakes_say_what_is_wrong(tmp_path):
         (["train", "--data", tmp_path / "text_feature.csv", "--target", "size"], 1, "'colour' is not numeric"),
         (["train", "--data", tmp_path / "houses.csv", "--target", "cost"], 2, "'cost' is not a column"),
         (["train", "--data", tmp_path / "missing.csv"], 1, "no such file"),
-        (["predict", model, tmp_path / "text_feature.csv"], 1, "lacks the model's feature column 'length'"),
+        (["predict", model, tmp_path / "text_feature.csv"], 1, "has no column 'length'"),
         (["predict", model, tmp_path / "houses.csv", "--proba"], 2, "needs a classifier"),
         (["info", tmp_path / "houses.csv"], 1, "not a readable fastbp model"),
     ]

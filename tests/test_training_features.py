@@ -108,6 +108,9 @@ def test_validation_data_messages_are_histgradientboostings():
         assert str(got.value) == str(expected.value)
     with pytest.raises(ValueError, match="early_stopping is False"):
         fastbp.MLPClassifier().fit(X, y, X_val=X[:10], y_val=y[:10])
+    with pytest.raises(ValueError, match="lbfgs"):
+        fastbp.MLPClassifier(solver="lbfgs", early_stopping=True).fit(X, y, X_val=X[:10], y_val=y[:10])
+    assert "class_weight" in fastbp.MLPClassifier.__doc__  # the docstring stays the class's first statement
     with pytest.raises(ValueError, match="not seen in y"):
         fastbp.MLPClassifier(early_stopping=True).fit(X, y, X_val=X[:3], y_val=["yes", "no", "maybe"])
 
