@@ -53,6 +53,13 @@ _HISTORY_KEYS = {
     "validation_score",
 }
 _SCORES = ("loss_", "best_loss_", "best_validation_score_")
+# the parameters every model file holds; later ones (class_weight, warmup_fraction) default when absent
+_ORIGINAL_PARAMS = (
+    "hidden_layer_sizes", "activation", "solver", "alpha", "batch_size", "learning_rate", "learning_rate_init",
+    "power_t", "max_iter", "shuffle", "random_state", "tol", "verbose", "warm_start", "momentum",
+    "nesterovs_momentum", "early_stopping", "validation_fraction", "beta_1", "beta_2", "epsilon",
+    "n_iter_no_change", "max_fun",
+)  # fmt: skip
 _DECODED_FITTED = (*_SIZES, *_COUNTS, *_CURVES, *_SCORES, "history_")
 _LABEL_KINDS = "biuUfMm"  # bool, integers, strings, floats, datetime64, timedelta64: all plain npy dtypes
 
@@ -339,7 +346,9 @@ def _make_estimator(meta: dict):
     import fastbp
 
     estimator_type, version = getattr(fastbp, meta["class"]), meta["format_version"]
-    _require(set(meta["params"]) == set(estimator_type().get_params()), "parameters do not match the estimator's")
+    unknown = set(meta["params"]) - set(estimator_type().get_params())
+    _require(not unknown, f"parameters {sorted(unknown)[:5]} are not the estimator's")
+    _require(set(_ORIGINAL_PARAMS) <= set(meta["params"]), "parameters are missing")  # newer ones take defaults
     params = {k: _decode(v, version) for k, v in meta["params"].items()}
     if version == 1:
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])

@@ -407,6 +407,7 @@ def test_format_1_files_still_load_and_train(tmp_path, good_file):
     def as_version_1(meta):
         meta.update(format_version=1, label_type=meta.pop("labels")["type"])
         del meta["training"], meta["fitted"]["history_"], meta["fitted"]["validation_loss_curve_"]
+        del meta["params"]["class_weight"], meta["params"]["warmup_fraction"]  # fastbp 0.1.0 had neither
         meta["params"]["hidden_layer_sizes"] = meta["params"]["hidden_layer_sizes"]["tuple"]
 
     parts = edit_meta(members(good_file), as_version_1)
@@ -415,6 +416,7 @@ def test_format_1_files_still_load_and_train(tmp_path, good_file):
     path.write_bytes(rebuild(parts))
     model = fastbp.load(path)
     assert model.hidden_layer_sizes == (6, 4) and model._optimizer is None
+    assert model.class_weight is None and model.warmup_fraction == 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.set_params(warm_start=True, early_stopping=False).fit(X, TARGETS["multiclass"][1])
