@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from fastbp.estimators import MLPClassifier, MLPRegressor
+from fastbp.kernels.activations import ACTIVATIONS
+from fastbp.kernels.losses import LOSSES
 from fastbp.tables import FORMATS, read_table, write_predictions
 
 NAMED_DATA = ("auto", "fashion-mnist", "mnist", "synthetic")
@@ -105,6 +107,7 @@ def _data_source(text: str) -> str:
 
 
 _fraction = _checked(float, lambda v: 0 <= v < 1, "from 0 up to (not including) 1")
+_open_fraction = _checked(float, lambda v: 0 < v < 1, "between 0 and 1 (both excluded)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--task", choices=["auto", "classification", "regression"], default="auto")
     train.add_argument("--test-fraction", type=_fraction, default=0.2, help="rows of a table held out for testing")
     train.add_argument("--hidden", type=_hidden_sizes, default=(256, 128), help="hidden sizes (default 256,128)")
-    train.add_argument("--activation", choices=["relu", "tanh", "logistic", "identity"], default="relu")
+    train.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="hidden activation")
+    train.add_argument("--dropout", type=_fraction, default=0.0, help="dropout rate of the hidden layers")
+    train.add_argument(
+        "--loss", choices=[name for name, entry in LOSSES.items() if entry.output in ("identity", "exp")],
+        help="regression loss (default squared_error)",
+    )  # fmt: skip
+    train.add_argument("--quantile", type=_open_fraction, help="the quantile --loss quantile predicts")
+    train.add_argument("--delta", type=_finite_positive, default=1.0, help="--loss huber's threshold")
     train.add_argument("--solver", choices=["adam", "sgd"], default="adam")
     train.add_argument("--learning-rate", type=_finite_positive, default=1e-3)
     train.add_argument("--batch-size", type=_positive_int, default=128)
@@ -242,6 +252,8 @@ def train(args, out=print) -> int:
     from fastbp._interrupt import TrainingInterruptedWarning
 
     check_outputs(args)
+    if (args.loss == "quantile") != (args.quantile is not None):
+        raise UsageError("--loss quantile and --quantile go together")
     dtype = np.dtype(args.dtype).type
     features, classify = None, True
     if args.data in NAMED_DATA:
@@ -251,12 +263,18 @@ def train(args, out=print) -> int:
     else:
         name, X, y, rows, test, features, classify = load_table(args, dtype)
         X_test, y_test = X[test], y[test]
+    if classify and args.loss:
+        raise UsageError("--loss is for regression; classification always minimizes the log loss")
     if args.samples:
         rows = rows[: args.samples]
     out(f"data: {name}, {rows.size} training and {X_test.shape[0]} test rows, {X.shape[1]} features")
     # the command's own hold-out without --early-stopping; with it, the estimator splits (this checks the size)
     fit_rows, validation = hold_out(y[rows], args.seed, args.samples, classify)
+    options = {"dropout": args.dropout}
+    if not classify:
+        options.update(loss=args.loss or "squared_error", quantile=args.quantile, delta=args.delta)
     model = (_ReportingClassifier if classify else _ReportingRegressor)(
+        **options,
         hidden_layer_sizes=args.hidden,
         activation=args.activation,
         solver=args.solver,
@@ -357,7 +375,7 @@ def info(args, out=print) -> int:
     net = model._network()
     out(f"{meta['class']} written by fastbp {meta.get('fastbp_version')} (model format {meta['format_version']})")
     layers = [str(net.layer_sizes[0])]
-    for size, activation in zip(net.layer_sizes[1:], [*net.hidden_activations, net.output]):
+    for size, activation in zip(net.layer_sizes[1:], [*net.hidden_activations, f"{net.output}, {net.loss}"]):
         layers.append(f"{size} ({activation})")
     out(f"layers: {' -> '.join(layers)}; {net.params.size:,} {net.dtype} parameters")
     names = getattr(model, "feature_names_in_", None)

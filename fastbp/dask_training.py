@@ -63,7 +63,7 @@ def _block_loss_gradient(X, Y, weights, params, spec):
     rows = X.shape[0]
     if rows == 0:
         return 0.0, np.zeros(params.size), 0.0
-    net = Network(*spec)
+    net = Network(*spec[:4], **spec[4])
     net.params[:] = params
     loss, gradient = net.loss_and_gradients(X, Y, weights, alpha=0.0)
     total = float(rows if weights is None else np.sum(weights, dtype=np.float64))
@@ -75,9 +75,13 @@ def _local_steps(X, Y, weights, start, seed, state, spec, batch_size, average_ev
     params, optimizer = copy.deepcopy(state)
     order = np.arange(X.shape[0]) if seed is None else np.random.default_rng(seed).permutation(X.shape[0])
     rows = order[start : start + average_every * batch_size]
-    net = Network(*spec)
+    net = Network(*spec[:4], **spec[4])
     net.params[:] = params
-    loss = net.train_epoch(X, Y, batch_size, optimizer, order=rows, sample_weight=weights, alpha=alpha)
+    # dropout masks: a seed of its own for each block and stretch of batches, fixed by the epoch's seeds
+    dropout_seed = int(np.random.default_rng([seed or 0, start]).integers(2**32)) if any(net.dropout) else None
+    loss = net.train_epoch(
+        X, Y, batch_size, optimizer, order=rows, sample_weight=weights, alpha=alpha, dropout_seed=dropout_seed
+    )
     return net.params, optimizer, loss * len(rows), len(rows)
 
 
@@ -145,10 +149,11 @@ def fit_dask(estimator, X, y, sample_weight=None, *, client=None, average_every:
         raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
     work.n_features_in_ = X.shape[1]
     work.n_outputs_ = Y.shape[1]
+    work._check_layer_options(len(hidden))
     work._random_state = check_random_state(work.random_state)
     work._initialize([X.shape[1], *hidden, Y.shape[1]], dtype)
     net = work._network()
-    spec = (net.layer_sizes, net.hidden_activations, net.output, net.dtype)
+    spec = (net.layer_sizes, net.hidden_activations, net.output, net.dtype, net.options())
     if work.solver == "lbfgs":
         _fit_lbfgs(work, net, xs, ys, ws, spec, client)
     else:

@@ -68,10 +68,12 @@ from sklearn.utils.validation import _check_sample_weight, check_array, validate
 
 from fastbp._interrupt import TrainingInterruptedWarning, deferred_interrupt
 from fastbp._warn import warn_user
+from fastbp.kernels.activations import ACTIVATIONS
 from fastbp.kernels.inputs import all_finite
+from fastbp.kernels.losses import LOSSES
 from fastbp.network import DivergenceError, Network
 from fastbp.optimizers import SGD, Adam
-from fastbp.reference import OUTPUTS as REFERENCE_OUTPUTS
+from fastbp.reference import LOSSES as REFERENCE_LOSSES
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _ADAPTIVE_DIVISOR = 5.0  # learning_rate="adaptive" divides the rate by this after a stall (scikit-learn's)
@@ -122,7 +124,9 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "activation": [StrOptions(set(ACTIVATIONS)), list, tuple],
+        "negative_slope": [Interval(Real, 0, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -163,10 +167,51 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         dtype = np.result_type(*arrays)
         dtype = dtype if dtype in (np.float32, np.float64) else np.float64
         sizes = [c.shape[0] for c in coefs] + [coefs[-1].shape[1]]
-        hidden = (state["activation"],) * (len(sizes) - 2)
-        net = Network(sizes, hidden, state["out_activation_"], dtype=dtype).set_parameters(coefs, intercepts)
+        net = self._new_network(sizes, dtype, state).set_parameters(coefs, intercepts)
         self.__dict__.update(_net=net, coefs_=net.coefs, intercepts_=net.intercepts)
         return net
+
+    def _new_network(self, sizes, dtype, state: dict) -> Network:
+        """A Network of these sizes with the estimator's activations, output, loss and dropout (in ``state``).
+
+        Parameters added after a model was pickled or saved are read with their defaults.
+        """
+        n_hidden = len(sizes) - 2
+        activation = state["activation"]
+        hidden = (activation,) * n_hidden if isinstance(activation, str) else tuple(activation)
+        dropout = state.get("dropout", 0.0)
+        options = {
+            "negative_slope": state.get("negative_slope", 0.01),
+            "dropout": dropout if np.ndim(dropout) == 0 else tuple(dropout),
+        }
+        if not is_classifier(self):
+            loss = state.get("loss", "squared_error")
+            options.update(loss=loss, delta=state.get("delta", 1.0))
+            if loss == "quantile":
+                options["quantile"] = state["quantile"]
+        return Network(sizes, hidden, state["out_activation_"], dtype=dtype, **options)
+
+    def _check_layer_options(self, n_hidden: int) -> None:
+        """Per-layer ``activation`` and ``dropout`` lists must have one entry per hidden layer."""
+        for name in ("activation", "dropout"):
+            value = getattr(self, name)
+            if not isinstance(value, str) and np.ndim(value) != 0 and len(value) != n_hidden:
+                raise ValueError(
+                    f"{name} lists {len(value)} values but the network has {n_hidden} hidden layers; give one "
+                    f"value for all layers or one per hidden layer"
+                )
+        if not isinstance(self.activation, str):
+            unknown = [a for a in self.activation if a not in ACTIVATIONS]
+            if unknown:
+                raise ValueError(f"unknown activation {unknown[0]!r}; expected names in {list(ACTIVATIONS)}")
+        rates = np.asarray(self.dropout, dtype=np.float64)
+        if not ((rates >= 0) & (rates < 1)).all():
+            raise ValueError(f"dropout rates must be in [0, 1), got {self.dropout!r}")
+        if self.solver == "lbfgs" and rates.any():
+            raise ValueError(
+                "dropout is applied per mini-batch and needs solver='sgd' or 'adam'; lbfgs minimizes the "
+                "full-batch loss, which dropout would make random"
+            )
 
     def _fitted_state(self) -> dict:
         """A snapshot of the attributes, taken in one step.
@@ -337,6 +382,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         if np.any(np.array(hidden) <= 0):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
         hidden = [int(h) for h in hidden]
+        self._check_layer_options(len(hidden))
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         if not first_pass:  # a model fitted (or pickled) before these records existed
             self.__dict__.setdefault("history_", [])
@@ -375,13 +421,12 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         self.t_ = 0
         self.n_layers_ = len(layer_units)
         if not is_classifier(self):
-            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
+            self.out_activation_ = LOSSES[self.loss].output
         elif self._label_binarizer.y_type_ == "multiclass":
             self.out_activation_ = "softmax"
         else:
             self.out_activation_ = "logistic"
-        hidden = (self.activation,) * (len(layer_units) - 2)
-        net = Network(layer_units, hidden, self.out_activation_, dtype=dtype).initialize(self._random_state)
+        net = self._new_network(layer_units, dtype, self.__dict__).initialize(self._random_state)
         self._adopt(net)
         self._optimizer = None
         self._best_params = net.params.copy()
@@ -502,6 +547,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
                         alpha=self.alpha,
                         workspace=workspace,
                         learning_rates=rates,
+                        dropout_seed=self._dropout_seed(net),
                     )
                 except DivergenceError as error:
                     self._subtask_end(subtask, finished=False)
@@ -520,6 +566,13 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
                     break
         except KeyboardInterrupt:  # a second Ctrl-C: the epoch in flight was rolled back by Network
             warn_user("Training interrupted by user.", TrainingInterruptedWarning)
+
+    def _dropout_seed(self, net: Network) -> int | None:
+        """This epoch's dropout seed, drawn from ``random_state`` (after the shuffle); None without dropout.
+
+        Drawn only when the network has dropout, so that without it the random stream stays scikit-learn's.
+        """
+        return int(self._random_state.randint(2**32, dtype=np.int64)) if any(net.dropout) else None
 
     def _epoch_done(self, epoch: tuple, validation, subtask, interrupted) -> bool:
         """Everything after a completed epoch, for the local and the Dask loops; True when training stops.
@@ -597,12 +650,13 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
     def _validation_loss(self, outputs: np.ndarray, validation: _Validation) -> float:
         """The training objective on the validation rows (L2 term included), from the network's outputs.
 
-        The per-sample losses are the NumPy reference's (``fastbp.reference.OUTPUTS``), which the tests hold
+        The per-sample losses are the NumPy reference's (``fastbp.reference.LOSSES``), which the tests hold
         equal to the kernels'; computing them from the outputs of the scoring pass costs no second pass
         (``loss_and_gradients`` would add a forward and a backward pass, ~10% of an epoch at the default
         validation_fraction).
         """
-        per_sample = REFERENCE_OUTPUTS[self.out_activation_][1](validation.Y, outputs)
+        _, per_element, _ = REFERENCE_LOSSES[self._net.loss]
+        per_sample = per_element(validation.Y, outputs, float(self._net._model.loss_param)).sum(axis=1)
         w = validation.sample_weight
         total = float(per_sample.sum()) if w is None else float((w * per_sample).sum())
         weight = float(len(per_sample)) if w is None else float(w.sum())
@@ -800,7 +854,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Parameters
     ----------
     hidden_layer_sizes : array-like of int, default=(100,)
-    activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
+    activation : str or list of str, default="relu"
+        ``"identity"``, ``"logistic"``, ``"tanh"``, ``"relu"`` (scikit-learn's) or ``"leaky_relu"``, ``"elu"``,
+        ``"softplus"``, ``"gelu"`` (exact erf form), ``"silu"``; one name for every hidden layer or a list with
+        one name per hidden layer.
     solver : {"lbfgs", "sgd", "adam"}, default="adam"
     alpha : float, default=1e-4
         L2 penalty on weights, ``alpha ||W||^2 / (2 n)`` with n the batch's size or weight sum.
@@ -832,6 +889,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Weights of the classes, multiplied into ``sample_weight`` (scikit-learn's forests' semantics:
         ``"balanced"`` uses ``n_samples / (n_classes * count)``; multilabel y takes a list of dicts, one per
         label, or ``"balanced"``). ``"balanced"`` is refused by ``partial_fit``.
+    negative_slope : float, default=0.01
+        The slope of ``"leaky_relu"`` for negative inputs (>= 0).
+    dropout : float or list of float, default=0.0
+        Inverted dropout: during sgd/adam training each hidden unit is dropped with this probability (one rate
+        for every hidden layer, or one per hidden layer, in [0, 1)) and the kept ones are scaled by
+        ``1 / (1 - rate)``. Never applied by predict, predict_proba, hidden_features or the validation score.
+        The masks come from ``random_state`` (one draw per epoch): the same seed gives the same weights.
+        Refused with ``solver="lbfgs"``.
 
     Attributes
     ----------
@@ -888,6 +953,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         max_fun=15000,
         class_weight=None,
         warmup_fraction=0.0,
+        negative_slope=0.01,
+        dropout=0.0,
     ):
         _store_params(self, locals())
 
@@ -1029,16 +1096,27 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor, scikit-learn's ``MLPRegressor`` with compiled training.
 
     Parameters have scikit-learn 1.9's names, defaults and meaning (see
-    :class:`sklearn.neural_network.MLPRegressor` and :class:`MLPClassifier` here); ``loss`` is
-    ``"squared_error"`` (identity output) or ``"poisson"`` (exp output, y >= 0). Squared error is summed over
-    outputs (see :mod:`fastbp.estimators`).
+    :class:`sklearn.neural_network.MLPRegressor` and :class:`MLPClassifier` here). Beyond scikit-learn: the
+    robust and quantile losses, and everything :class:`MLPClassifier` adds.
 
     Parameters
     ----------
-    loss : {"squared_error", "poisson"}, default="squared_error"
+    loss : {"squared_error", "poisson", "absolute_error", "huber", "quantile"}, default="squared_error"
+        ``"squared_error"`` (summed over outputs, see :mod:`fastbp.estimators`) and ``"poisson"`` (exp output,
+        y >= 0) as scikit-learn's; ``"absolute_error"`` (predicts the median), ``"huber"`` (quadratic up to
+        ``delta``, linear beyond) and ``"quantile"`` (pinball loss: predicts the ``quantile``), with the
+        identity output. Their gradients at the kinks are those of scikit-learn's ``_loss`` module. Two
+        quantile regressors give a prediction interval.
+    quantile : float in (0, 1), default=None
+        The quantile ``loss="quantile"`` predicts (required with it), as ``HistGradientBoostingRegressor``'s.
+    delta : float > 0, default=1.0
+        Huber's threshold, named as scikit-learn's ``HuberLoss`` names it (``GradientBoostingRegressor``'s
+        ``alpha`` and ``SGDRegressor``'s ``epsilon`` mean other things here: the L2 penalty, Adam's epsilon).
+        Residuals are in the units of y: scale y, or choose delta for them.
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init, power_t,
     max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
-    validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun, warmup_fraction
+    validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun, warmup_fraction, negative_slope,
+    dropout
         As in :class:`MLPClassifier`.
 
     Attributes
@@ -1050,7 +1128,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _parameter_constraints: dict = {
         **_BaseMLP._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson"})],
+        "loss": [StrOptions({name for name, entry in LOSSES.items() if entry.output in ("identity", "exp")})],
+        "quantile": [Interval(Real, 0, 1, closed="neither"), None],
+        "delta": [Interval(Real, 0, None, closed="neither")],
     }
 
     def __init__(
@@ -1081,8 +1161,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         n_iter_no_change=10,
         max_fun=15000,
         warmup_fraction=0.0,
+        negative_slope=0.01,
+        dropout=0.0,
+        quantile=None,
+        delta=1.0,
     ):
         _store_params(self, locals())
+
+    def _check_layer_options(self, n_hidden: int) -> None:
+        super()._check_layer_options(n_hidden)
+        if self.loss == "quantile" and self.quantile is None:
+            raise ValueError("loss='quantile' needs the quantile to predict: set quantile to a value in (0, 1)")
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(

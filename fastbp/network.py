@@ -16,10 +16,11 @@ import scipy.sparse
 
 from fastbp.kernels import epoch as _epoch
 from fastbp.kernels import writable
-from fastbp.kernels.activations import ACTIVATION_CODES, bias_activation_forward
-from fastbp.kernels.dense import forward_to_output, network_forward
-from fastbp.kernels.losses import OUTPUT_CODES
-from fastbp.kernels.optimizers import ADAM
+from fastbp.kernels.activations import ACTIVATIONS, bias_activation_forward
+from fastbp.kernels.blas import SCRATCH_BYTES
+from fastbp.kernels.dense import Model, Scratch, forward_to_output, network_forward
+from fastbp.kernels.losses import DEFAULT_LOSS, LOSSES
+from fastbp.kernels.optimizers import ADAM, Step
 from fastbp.kernels.optimizers import SGD as _SGD_CODE
 from fastbp.optimizers import SGD, Adam
 
@@ -38,6 +39,7 @@ class Workspace:
     Y_batch: np.ndarray
     weight_batch: np.ndarray
     acts: np.ndarray
+    pre: np.ndarray  # pre-activations z of the layers whose derivative needs them (gelu, silu); else empty
     delta_a: np.ndarray
     delta_b: np.ndarray
     grads: np.ndarray
@@ -53,14 +55,27 @@ class Network:
     layer_sizes : sequence of int
         Units per layer, input first and output last, e.g. ``(784, 256, 128, 10)``. At least two.
     hidden_activation : str or sequence of str, default="relu"
-        ``"identity"``, ``"logistic"``, ``"tanh"`` or ``"relu"``; one name for every hidden layer or one per
-        hidden layer.
+        A name in ``fastbp.ACTIVATIONS`` (``"identity"``, ``"logistic"``, ``"tanh"``, ``"relu"``,
+        ``"leaky_relu"``, ``"elu"``, ``"softplus"``, ``"gelu"``, ``"silu"``); one for every hidden layer or one
+        per hidden layer.
     output : str, default="softmax"
-        The output activation, which fixes the loss: ``"softmax"`` (cross-entropy), ``"logistic"`` (binary
-        cross-entropy, for binary and multilabel targets), ``"identity"`` (squared error), ``"exp"``
-        (Poisson deviance).
+        The output activation: ``"softmax"``, ``"logistic"`` (binary and multilabel targets), ``"identity"``
+        or ``"exp"``. It fixes the loss unless ``loss`` names another one for it.
     dtype : {numpy.float32, numpy.float64}, default=numpy.float64
         Dtype of parameters, activations and inputs: float32 in means float32 throughout.
+    loss : str, optional
+        A name in ``fastbp.LOSSES`` whose output is ``output``. Default: the output's matched loss
+        (softmax: ``"log_loss"``, logistic: ``"binary_log_loss"``, identity: ``"squared_error"``, exp:
+        ``"poisson"``); the identity output also takes ``"absolute_error"``, ``"huber"`` and ``"quantile"``.
+    negative_slope : float, default=0.01
+        The slope of ``"leaky_relu"`` for z < 0 (>= 0).
+    delta : float, default=1.0
+        Huber loss: residuals up to ``delta`` count quadratically, larger ones linearly (> 0).
+    quantile : float, default=0.5
+        Quantile loss: the quantile predicted, in (0, 1).
+    dropout : float or sequence of float, default=0.0
+        Inverted dropout rate of every hidden layer, or one per hidden layer, in [0, 1): applied by
+        :meth:`train_epoch` only, never in :meth:`forward`.
 
     Attributes
     ----------
@@ -87,6 +102,12 @@ class Network:
         hidden_activation: str | Sequence[str] = "relu",
         output: str = "softmax",
         dtype: type | np.dtype = np.float64,
+        *,
+        loss: str | None = None,
+        negative_slope: float = 0.01,
+        delta: float = 1.0,
+        quantile: float = 0.5,
+        dropout: float | Sequence[float] = 0.0,
     ) -> None:
         sizes = tuple(int(s) for s in layer_sizes)
         if len(sizes) < 2 or min(sizes) < 1:
@@ -99,17 +120,34 @@ class Network:
             if len(hidden) != n_hidden:
                 raise ValueError(f"{n_hidden} hidden layers need {n_hidden} activations, got {len(hidden)}")
         for name in hidden:
-            if name not in ACTIVATION_CODES:
-                raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATION_CODES)}")
-        if output not in OUTPUT_CODES:
-            raise ValueError(f"unknown output {output!r}; expected one of {sorted(OUTPUT_CODES)}")
+            if name not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {name!r}; expected one of {list(ACTIVATIONS)}")
+        if output not in DEFAULT_LOSS:
+            raise ValueError(f"unknown output {output!r}; expected one of {list(DEFAULT_LOSS)}")
+        loss = DEFAULT_LOSS[output] if loss is None else loss
+        if loss not in LOSSES or LOSSES[loss].output != output:
+            choices = [name for name, entry in LOSSES.items() if entry.output == output]
+            raise ValueError(f"the {output!r} output takes the loss {' or '.join(map(repr, choices))}, not {loss!r}")
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        if not (np.isfinite(negative_slope) and negative_slope >= 0):
+            raise ValueError(f"negative_slope must be >= 0, got {negative_slope!r}")
+        if not (np.isfinite(delta) and delta > 0):
+            raise ValueError(f"delta must be > 0, got {delta!r}")
+        if not 0 < quantile < 1:
+            raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
+        rates = np.broadcast_to(np.asarray(dropout, dtype=np.float64), (n_hidden,)) if np.ndim(dropout) == 0 else None
+        rates = np.asarray(dropout, dtype=np.float64) if rates is None else rates
+        if rates.shape != (n_hidden,) or not ((rates >= 0) & (rates < 1)).all():
+            raise ValueError(f"dropout must be a rate in [0, 1) or one per hidden layer ({n_hidden}), got {dropout!r}")
         self.layer_sizes = sizes
         self.hidden_activations = hidden
         self.output = output
+        self.loss = loss
         self.dtype = dtype
+        self.negative_slope, self.delta, self.quantile = float(negative_slope), float(delta), float(quantile)
+        self.dropout = tuple(float(r) for r in rates)
         fan = list(zip(sizes[:-1], sizes[1:]))
         self.n_weights = sum(i * o for i, o in fan)
         w_offsets = np.cumsum([0] + [i * o for i, o in fan])[:-1]
@@ -118,9 +156,19 @@ class Network:
             [(w, i, o, b) for w, (i, o), b in zip(w_offsets, fan, b_offsets)], dtype=np.int64
         ).reshape(-1, 4)
         self.params = np.zeros(self.n_weights + sum(o for _, o in fan), dtype=dtype)
-        self._hidden_codes = np.array([ACTIVATION_CODES[a] for a in hidden], dtype=np.int64)
         self._scratch = threading.local()
-        self._output_code = OUTPUT_CODES[output]
+        self._needs_z = any(ACTIVATIONS[a].needs_z for a in hidden)
+        loss_parameter = {"delta": self.delta, "quantile": self.quantile}.get(LOSSES[loss].parameter, 0.0)
+        self._model = Model(
+            self.layers,
+            np.array([ACTIVATIONS[a].code for a in hidden], dtype=np.int64),
+            np.array([self.negative_slope if a == "leaky_relu" else 0.0 for a in hidden], dtype=dtype),
+            np.array([round(r * 2.0**32) for r in rates], dtype=np.int64),  # dropped: hash < p 2^32
+            (1 / (1 - rates)).astype(dtype),
+            (1 - rates).astype(dtype),
+            LOSSES[loss].code,
+            dtype.type(loss_parameter),
+        )
 
     # -- parameters -----------------------------------------------------------------------------------------
     @property
@@ -135,9 +183,22 @@ class Network:
 
     def copy(self, dtype: type | np.dtype | None = None) -> Network:
         """A network of the same layers with a copy of the parameters (converted to ``dtype`` if given)."""
-        twin = Network(self.layer_sizes, self.hidden_activations, self.output, self.dtype if dtype is None else dtype)
+        twin = Network(
+            self.layer_sizes, self.hidden_activations, self.output, self.dtype if dtype is None else dtype,
+            **self.options(),
+        )  # fmt: skip
         twin.params[:] = self.params
         return twin
+
+    def options(self) -> dict:
+        """The keyword arguments beyond sizes, activations, output and dtype that rebuild this network."""
+        return {
+            "loss": self.loss,
+            "negative_slope": self.negative_slope,
+            "delta": self.delta,
+            "quantile": self.quantile,
+            "dropout": self.dropout,
+        }
 
     def initialize(self, random_state: int | np.random.RandomState | None = None) -> Network:
         """Glorot-uniform weights and biases, drawn exactly as scikit-learn's MLP draws them.
@@ -250,18 +311,10 @@ class Network:
         X, n = self._check_X(X)
         out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
         capacity = min(n, PREDICT_CHUNK_ROWS)
-        acts = self._prediction_scratch(capacity * sum(self.layer_sizes[1:]))
+        scratch = self._prediction_scratch(capacity, sum(self.layer_sizes[1:]))
         for start in range(0, n, capacity):
             stop = min(n, start + capacity)
-            out[start:stop] = network_forward(
-                _row_range(X, start, stop),
-                self.params,
-                self.layers,
-                self._hidden_codes,
-                self._output_code,
-                acts,
-                capacity,
-            )
+            out[start:stop] = network_forward(_row_range(X, start, stop), self.params, self._model, scratch)
         return out
 
     def hidden(self, X: np.ndarray, layer: int = -1) -> np.ndarray:
@@ -286,26 +339,29 @@ class Network:
         X, n = self._check_X(X)
         out = np.empty((n, self.layer_sizes[layer + 1]), dtype=self.dtype)
         capacity = min(n, PREDICT_CHUNK_ROWS)
-        acts = self._prediction_scratch(capacity * sum(self.layer_sizes[1 : layer + 2]))
-        layers, code, bias = self.layers[: layer + 1], self._hidden_codes[layer], self.intercepts[layer]
+        scratch = self._prediction_scratch(capacity, sum(self.layer_sizes[1 : layer + 2]))
+        model = self._model._replace(layers=self.layers[: layer + 1])
+        code, parameter, bias = model.activations[layer], model.activation_params[layer], self.intercepts[layer]
         for start in range(0, n, capacity):
             stop = min(n, start + capacity)
             # the layers up to this one; its product comes back before bias and activation, added here
-            Z = forward_to_output(_row_range(X, start, stop), self.params, layers, self._hidden_codes, acts, capacity)
-            bias_activation_forward(Z, bias, code)
+            Z = forward_to_output(_row_range(X, start, stop), self.params, model, scratch, -1)
+            bias_activation_forward(Z, bias, code, parameter, scratch.pre.reshape(0, Z.shape[1]))
             out[start:stop] = Z
         return out
 
-    def _prediction_scratch(self, size: int) -> np.ndarray:
-        """Activation scratch for predictions, one per thread, kept between calls.
+    def _prediction_scratch(self, capacity: int, width: int) -> Scratch:
+        """Scratch for predictions of up to ``capacity`` rows through layers of ``width`` units in all.
 
-        Reusing it saves fresh pages on every call (~1 ms of page faults for 10,000 rows); one per thread
-        keeps concurrent predictions apart.
+        The activations buffer is kept between calls, one per thread: reusing it saves fresh pages on every
+        call (~1 ms of page faults for 10,000 rows); one per thread keeps concurrent predictions apart.
+        Prediction keeps no z and no delta: those buffers are empty.
         """
-        held = getattr(self._scratch, "acts", None)
-        if held is None or held.size < size:
-            held = self._scratch.acts = np.empty(size, dtype=self.dtype)
-        return held
+        acts = getattr(self._scratch, "acts", None)
+        if acts is None or acts.size < capacity * width:
+            acts = self._scratch.acts = np.empty(capacity * width, dtype=self.dtype)
+        empty = acts[:0]
+        return Scratch(acts, empty, empty, empty, capacity, _NO_BYTES)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -322,6 +378,7 @@ class Network:
         Y: np.ndarray,
         sample_weight: np.ndarray | None = None,
         alpha: float = 0.0,
+        dropout_seed: int | None = None,
     ) -> tuple[float, np.ndarray]:
         """Full-batch loss (with L2 penalty ``alpha ||W||^2 / (2 sum(w))``) and its gradient.
 
@@ -333,6 +390,9 @@ class Network:
         sample_weight : ndarray of shape (n_samples,), optional
         alpha : float
             L2 strength on weights (not biases).
+        dropout_seed : int, optional
+            Apply the network's dropout with the masks of this seed (0 to 2**32 - 1), e.g. to check its
+            gradient; by default no dropout (the full-batch objective, as lbfgs sees it).
 
         Returns
         -------
@@ -343,22 +403,12 @@ class Network:
         X, n, Y, sample_weight = self._check_targets(X, Y, sample_weight)
         if sample_weight.size and not sample_weight.sum() > 0:
             raise ZeroDivisionError("Weights sum to zero, can't be normalized")
-        width = max(self.layer_sizes[1:])
         grads = np.empty_like(self.params)
+        buffers = {name: np.empty(shape, self.dtype) for name, shape in self._workspace_shapes(n).items()}
+        scratch = Scratch(buffers["acts"], buffers["pre"], buffers["delta_a"], buffers["delta_b"], n, _blas_scratch())
+        key = -1 if dropout_seed is None else _dropout_seed(dropout_seed)
         loss = _epoch.loss_and_gradient(
-            X,
-            Y,
-            sample_weight,
-            self.params,
-            grads,
-            self.layers,
-            self._hidden_codes,
-            self._output_code,
-            self.n_weights,
-            self.dtype.type(alpha),
-            np.empty(n * sum(self.layer_sizes[1:]), dtype=self.dtype),
-            np.empty(n * width, dtype=self.dtype),
-            np.empty(n * width, dtype=self.dtype),
+            X, Y, sample_weight, self.params, grads, self._model, self.n_weights, self.dtype.type(alpha), scratch, key
         )
         return float(loss), grads
 
@@ -369,6 +419,7 @@ class Network:
             "Y_batch": (batch_size, n_out),
             "weight_batch": (batch_size,),
             "acts": (batch_size * sum(self.layer_sizes[1:]),),
+            "pre": (batch_size * sum(self.layer_sizes[1:-1]) if self._needs_z else 0,),
             "delta_a": (batch_size * width,),
             "delta_b": (batch_size * width,),
             "grads": self.params.shape,
@@ -413,6 +464,7 @@ class Network:
         alpha: float = 0.0,
         workspace: Workspace | None = None,
         learning_rates: np.ndarray | None = None,
+        dropout_seed: int | None = None,
     ) -> float:
         """One epoch of mini-batch training in one compiled call.
 
@@ -440,6 +492,9 @@ class Network:
         learning_rates : ndarray of shape (n_batches,), optional
             One learning rate per mini-batch of this epoch (a schedule stepped inside the compiled epoch),
             instead of ``optimizer.learning_rate``; positive and finite.
+        dropout_seed : int, optional
+            The seed of this epoch's dropout masks (0 to 2**32 - 1; the same seed, the same masks). Drawn from
+            ``rng`` if not given and the network has dropout.
 
         Returns
         -------
@@ -503,39 +558,27 @@ class Network:
         beta_1, beta_2, epsilon = (
             (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) if code == ADAM else (0.0, 0.0, 0.0)
         )
+        settings = Step(
+            code, dt(optimizer.learning_rate), dt(momentum), bool(nesterov), dt(beta_1), dt(beta_2), dt(epsilon), dt(1)
+        )
+        if dropout_seed is not None:
+            dropout_seed = _dropout_seed(dropout_seed)
+        elif any(self.dropout):
+            generator = _as_generator(rng)
+            draw = generator.integers if isinstance(generator, np.random.Generator) else generator.randint
+            dropout_seed = int(draw(2**32, dtype=np.int64))
+        else:
+            dropout_seed = -1
+        scratch = Scratch(
+            workspace.acts, workspace.pre, workspace.delta_a, workspace.delta_b, workspace.batch_size, _blas_scratch()
+        )
         try:
             total, done, t = _epoch.train_epoch(
-                X,
-                Y,
-                sample_weight,
-                order,
-                batch_size,
-                self.params,
-                workspace.grads,
-                self.layers,
-                self._hidden_codes,
-                self._output_code,
-                self.n_weights,
-                dt(alpha),
-                code,
-                dt(optimizer.learning_rate),
-                learning_rates,
-                dt(momentum),
-                bool(nesterov),
-                dt(beta_1),
-                dt(beta_2),
-                dt(epsilon),
-                optimizer.t if code == ADAM else 0,
-                state_a,
-                state_b,
-                _gather_buffer(X, order, batch_size, workspace),
-                workspace.Y_batch,
-                workspace.weight_batch,
-                workspace.batch_size,
-                workspace.acts,
-                workspace.delta_a,
-                workspace.delta_b,
-            )
+                X, Y, sample_weight, order, batch_size, self.params, workspace.grads, self._model, self.n_weights,
+                dt(alpha), settings, learning_rates, optimizer.t if code == ADAM else 0, state_a, state_b,
+                _gather_buffer(X, order, batch_size, workspace), workspace.Y_batch, workspace.weight_batch, scratch,
+                dropout_seed,
+            )  # fmt: skip
         except BaseException:  # e.g. KeyboardInterrupt raised as the call returns: keep the old state
             _restore((self.params, *state), backup)
             raise
@@ -549,6 +592,19 @@ class Network:
         if code == ADAM:
             optimizer.t = int(t)
         return total / visited
+
+
+_NO_BYTES = np.empty(0, np.uint8)
+
+
+def _blas_scratch() -> np.ndarray:
+    return np.empty(SCRATCH_BYTES, np.uint8)
+
+
+def _dropout_seed(seed) -> int:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise ValueError(f"dropout_seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+    return int(seed)
 
 
 def _restore(arrays, saved) -> None:

@@ -7,8 +7,10 @@ regressors. One builder (:func:`_emit`) writes the graph for both entry points t
 so ``fastbp.to_onnx`` and ``skl2onnx.to_onnx`` (also on a Pipeline holding a fastbp estimator) give the same
 nodes.
 
-Every hidden activation fastbp can train must have an ONNX operator in :data:`ONNX_ACTIVATIONS` (a test checks
-it against the kernels' registry, so a new activation cannot ship without its export).
+Every hidden activation fastbp can train has a builder in :data:`ONNX_ACTIVATIONS` (a test checks it against
+the kernels' registry, so a new activation cannot ship without its export): one ONNX operator where ONNX has
+it, a few elementwise nodes otherwise (gelu from ``Erf``, which every opset from 13 has; silu as
+``x * Sigmoid(x)``).
 
 Needs the optional packages ``onnx`` (and ``skl2onnx`` for the registration): ``pip install fastbp[onnx]``.
 """
@@ -19,7 +21,65 @@ from typing import Any
 
 import numpy as np
 
-ONNX_ACTIVATIONS: dict[str, str | None] = {"identity": None, "logistic": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
+
+def _constant(graph, name, value, dtype):
+    return graph.constant(name, np.array(value, dtype))
+
+
+def _gelu(graph, h, i, net, dtype):
+    """``h Phi(h) = h (1 + erf(h / sqrt 2)) / 2``. onnxruntime has Erf for float32 only: a float64 model
+    computes that one function in float32 (relative error ~1e-7 in its outputs; everything else in float64)."""
+    scaled = graph.node("Mul", [h, _constant(graph, f"inv_sqrt2_{i}", 1 / np.sqrt(2), dtype)], f"gelu_in_{i}")
+    if dtype == np.float64:
+        scaled = graph.node("Cast", [scaled], f"gelu_to_float_{i}", to=_tensor_type(np.dtype(np.float32)))
+    erf = graph.node("Erf", [scaled], f"gelu_erf_{i}")
+    if dtype == np.float64:
+        erf = graph.node("Cast", [erf], f"gelu_to_double_{i}", to=_tensor_type(np.dtype(np.float64)))
+    one_plus = graph.node("Add", [erf, _constant(graph, f"one_{i}", 1, dtype)], f"gelu_add_{i}")
+    half_h = graph.node("Mul", [h, _constant(graph, f"half_{i}", 0.5, dtype)], f"gelu_half_{i}")
+    return graph.node("Mul", [half_h, one_plus], f"gelu_{i}")
+
+
+def _positive_or(graph, h, i, negative, name, dtype):
+    """``h`` where h > 0, else ``negative``: Where/Greater, which onnxruntime has in float64 too (its
+    LeakyRelu, Elu and Softplus are float32 only)."""
+    zero = _constant(graph, f"{name}_zero_{i}", 0, dtype)
+    return graph.node("Where", [graph.node("Greater", [h, zero], f"{name}_positive_{i}"), h, negative], f"{name}_{i}")
+
+
+def _leaky_relu(graph, h, i, net, dtype):
+    slope = _constant(graph, f"slope_{i}", net.negative_slope, dtype)
+    return _positive_or(graph, h, i, graph.node("Mul", [h, slope], f"leaky_relu_negative_{i}"), "leaky_relu", dtype)
+
+
+def _elu(graph, h, i, net, dtype):  # exp(min(h, 0)) - 1 where h <= 0
+    zero, one = _constant(graph, f"elu_min_zero_{i}", 0, dtype), _constant(graph, f"elu_one_{i}", 1, dtype)
+    exp = graph.node("Exp", [graph.node("Min", [h, zero], f"elu_min_{i}")], f"elu_exp_{i}")
+    return _positive_or(graph, h, i, graph.node("Sub", [exp, one], f"elu_negative_{i}"), "elu", dtype)
+
+
+def _softplus(graph, h, i, net, dtype):  # relu(h) + log(1 + exp(-|h|)), without overflow
+    one = _constant(graph, f"softplus_one_{i}", 1, dtype)
+    decay = graph.node("Exp", [graph.node("Neg", [graph.node("Abs", [h], f"softplus_abs_{i}")], f"softplus_neg_{i}")],
+                       f"softplus_exp_{i}")  # fmt: skip
+    log = graph.node("Log", [graph.node("Add", [one, decay], f"softplus_add_{i}")], f"softplus_log_{i}")
+    return graph.node("Add", [graph.node("Relu", [h], f"softplus_relu_{i}"), log], f"softplus_{i}")
+
+
+# name -> builder(graph, h, layer index, network, dtype) -> the value holding f(h)
+ONNX_ACTIVATIONS: dict[str, Any] = {
+    "identity": lambda graph, h, i, net, dtype: h,
+    "logistic": lambda graph, h, i, net, dtype: graph.node("Sigmoid", [h], f"sigmoid_{i}"),
+    "tanh": lambda graph, h, i, net, dtype: graph.node("Tanh", [h], f"tanh_{i}"),
+    "relu": lambda graph, h, i, net, dtype: graph.node("Relu", [h], f"relu_{i}"),
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
+    "softplus": _softplus,
+    "gelu": _gelu,
+    "silu": lambda graph, h, i, net, dtype: graph.node(
+        "Mul", [h, graph.node("Sigmoid", [h], f"silu_sigmoid_{i}")], f"silu_{i}"
+    ),
+}
 _OUTPUT_ACTIVATIONS: dict[str, str | None] = {"identity": None, "logistic": "Sigmoid", "exp": "Exp"}
 DEFAULT_OPSET = 17
 _MIN_OPSET = 13  # Softmax normalizes along one axis from opset 13 on
@@ -72,19 +132,18 @@ def _emit(graph, model, input_name: str, input_dtype: np.dtype) -> dict[str, str
     state = model._fitted_state()
     net = model._network(state)
     dtype = _compute_dtype(model, input_dtype)
-    hidden_ops = [ONNX_ACTIVATIONS[name] for name in net.hidden_activations]
     h = input_name
     if np.dtype(input_dtype) != dtype:
         h = graph.node("Cast", [h], "cast_input", to=_tensor_type(dtype))
     for i, (W, b) in enumerate(zip(net.coefs, net.intercepts)):
         h = graph.node("MatMul", [h, graph.constant(f"coef_{i}", W.astype(dtype))], f"matmul_{i}")
         h = graph.node("Add", [h, graph.constant(f"intercept_{i}", b.astype(dtype))], f"add_{i}")
-        op = hidden_ops[i] if i < len(hidden_ops) else _OUTPUT_ACTIVATIONS.get(net.output)
-        if i == len(hidden_ops) and net.output == "softmax":
-            op = "Softmax"
-        if op == "Softmax":
-            h = graph.node(op, [h], "softmax", axis=1)
-        elif op is not None:
+        if i < len(net.hidden_activations):
+            h = ONNX_ACTIVATIONS[net.hidden_activations[i]](graph, h, i, net, dtype)
+        elif net.output == "softmax":
+            h = graph.node("Softmax", [h], "softmax", axis=1)
+        elif _OUTPUT_ACTIVATIONS[net.output] is not None:
+            op = _OUTPUT_ACTIVATIONS[net.output]
             h = graph.node(op, [h], f"{op.lower()}_{i}")
     if "classes_" not in state:
         return {"variable": h}

@@ -34,11 +34,13 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-FORMAT_VERSION = 2
+from fastbp.kernels.activations import ACTIVATIONS
+from fastbp.kernels.losses import LOSSES
+
+FORMAT_VERSION = 3  # 3: activations beyond scikit-learn's, per-layer lists, dropout, robust and quantile losses
 _MAX_METADATA_BYTES = 1 << 20
 _MAX_MODEL_BYTES = 1 << 32  # all weight-sized arrays together
 _MAX_LABEL_BYTES = 1 << 26  # classes or feature names
-_ACTIVATIONS = {"identity", "logistic", "tanh", "relu"}
 _OUTPUTS = {"MLPClassifier": {"softmax", "logistic"}, "MLPRegressor": {"identity", "exp"}}
 _SIZES = ("n_layers_", "n_outputs_", "n_features_in_")
 _COUNTS = ("n_iter_", "t_")
@@ -53,7 +55,8 @@ _HISTORY_KEYS = {
     "validation_score",
 }
 _SCORES = ("loss_", "best_loss_", "best_validation_score_")
-# the parameters every model file holds; later ones (class_weight, warmup_fraction) default when absent
+# the parameters every model file holds; later ones (class_weight, warmup_fraction, negative_slope, dropout,
+# quantile, delta) default when absent
 _ORIGINAL_PARAMS = (
     "hidden_layer_sizes", "activation", "solver", "alpha", "batch_size", "learning_rate", "learning_rate_init",
     "power_t", "max_iter", "shuffle", "random_state", "tol", "verbose", "warm_start", "momentum",
@@ -357,7 +360,19 @@ def _make_estimator(meta: dict):
         estimator._validate_params()
     except (ValueError, TypeError) as error:
         raise ModelFileError(f"invalid parameter: {error}") from None
-    _require(params["activation"] in _ACTIVATIONS, f"unknown activation {params['activation']!r}")
+    activation = params["activation"]
+    names = [activation] if isinstance(activation, str) else list(activation)
+    _require(all(isinstance(a, str) and a in ACTIVATIONS for a in names), f"unknown activation {activation!r}")
+    n_hidden = len(np.atleast_1d(params["hidden_layer_sizes"]))
+    for key in ("activation", "dropout"):
+        value = params.get(key, 0.0)
+        if not isinstance(value, str) and np.ndim(value) != 0:
+            _require(len(value) == n_hidden, f"{key} must list one value per hidden layer ({n_hidden})")
+    if meta["class"] == "MLPRegressor":
+        loss = params.get("loss")
+        _require(loss not in ("quantile",) or params.get("quantile") is not None, "loss='quantile' without quantile")
+        output = meta["fitted"].get("out_activation_")
+        _require(LOSSES[loss].output == output, f"output {output!r} does not go with loss {loss!r}")
     return estimator
 
 

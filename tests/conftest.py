@@ -1,4 +1,8 @@
-"""Shared helpers: random problems for every output/loss pairing and the reference twin of a Network."""
+"""Shared helpers: random problems for every output/loss pair and the reference twin of a Network.
+
+The parametrisation comes from the kernels' registries: a new activation or loss is tested everywhere these
+lists are used, without editing the tests.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,18 @@ import numpy as np
 import pytest
 
 from fastbp import Network
+from fastbp.kernels.activations import ACTIVATIONS as _ACTIVATIONS
+from fastbp.kernels.losses import DEFAULT_LOSS, LOSSES
 from fastbp.reference import ReferenceNetwork
 
-OUTPUTS = ["identity", "logistic", "softmax", "exp"]
-ACTIVATIONS = ["identity", "logistic", "tanh", "relu"]
+OUTPUTS = list(LOSSES)  # every output/loss pair, by loss name
+ACTIVATIONS = list(_ACTIVATIONS)
+# Loss parameters the tests use: a huber delta that leaves residuals on both sides, an asymmetric quantile.
+LOSS_OPTIONS = {"delta": 0.7, "quantile": 0.3}
 
 
 def make_targets(rng: np.random.Generator, output: str, n: int, k: int, dtype) -> np.ndarray:
-    """Targets valid for the output's loss: one-hot (softmax), 0/1 (logistic), counts (exp), reals."""
+    """Targets valid for the output activation's losses: one-hot (softmax), 0/1 (logistic), counts (exp), reals."""
     if output == "softmax":
         Y = np.eye(k)[rng.integers(0, k, n)]
     elif output == "logistic":
@@ -25,9 +33,12 @@ def make_targets(rng: np.random.Generator, output: str, n: int, k: int, dtype) -
     return Y.astype(dtype)
 
 
-def make_problem(sizes, hidden, output, n, dtype=np.float64, seed=0, weighted=False):
+def make_problem(sizes, hidden, loss, n, dtype=np.float64, seed=0, weighted=False, **options):
+    """A network, X, Y and sample weights; ``loss`` names a loss or an output activation (its matched loss)."""
     rng = np.random.default_rng(seed)
-    net = Network(sizes, hidden, output, dtype=dtype).initialize(random_state=seed)
+    loss = loss if loss in LOSSES else DEFAULT_LOSS[loss]
+    output = LOSSES[loss].output
+    net = Network(sizes, hidden, output, dtype=dtype, loss=loss, **{**LOSS_OPTIONS, **options}).initialize(seed)
     X = rng.normal(size=(n, sizes[0])).astype(dtype)
     Y = make_targets(rng, output, n, sizes[-1], dtype)
     w = rng.uniform(0.2, 2.0, n).astype(dtype) if weighted else None
@@ -37,7 +48,14 @@ def make_problem(sizes, hidden, output, n, dtype=np.float64, seed=0, weighted=Fa
 def reference_twin(net: Network) -> ReferenceNetwork:
     """A ReferenceNetwork holding copies of ``net``'s parameters."""
     return ReferenceNetwork(
-        [c.copy() for c in net.coefs], [b.copy() for b in net.intercepts], list(net.hidden_activations), net.output
+        [c.copy() for c in net.coefs],
+        [b.copy() for b in net.intercepts],
+        list(net.hidden_activations),
+        net.output,
+        net.loss,
+        net.negative_slope,
+        float(net._model.loss_param),
+        list(net.dropout),
     )
 
 

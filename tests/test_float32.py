@@ -15,17 +15,23 @@ SCRIPT = textwrap.dedent(
     """
     import re
     import numpy as np
-    from fastbp.kernels import activations, dense, losses, optimizers
+    from fastbp.kernels import activations, dense, dropout, losses, optimizers
 
     f = np.float32
     p = np.ones(10, f); Z = np.ones((3, 4), f); b = np.ones(4, f); w = np.ones(3, f)
-    layers = np.array([[0, 4, 2, 8]], dtype=np.int64)
-    calls = [
-        (optimizers.update_range, (p, p.copy(), p.copy(), p.copy(), 0, 5, f(0), (1, *[f(.5)] * 2, True, *[f(.5)] * 4))),
-        (activations.bias_activation_forward, (Z, b, 0)),
-        (activations.activation_backward, (Z, Z.copy(), 0, b)),
-        (losses.output_loss_backward, (Z, b, Z.copy(), w, 0, Z.copy(), b.copy())),
-        (dense.network_forward, (Z, p, layers, np.zeros(0, np.int64), 0, np.ones(6, f), 3)),
+    model = dense.Model(
+        np.array([[0, 4, 2, 8]], dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, f), np.zeros(0, np.int64),
+        np.zeros(0, f), np.zeros(0, f), 0, f(0.5),
+    )
+    scratch = dense.Scratch(np.ones(6, f), np.ones(0, f), np.ones(0, f), np.ones(0, f), 3, np.ones(0, np.uint8))
+    step = optimizers.Step(1, f(.5), f(.5), True, f(.5), f(.5), f(.5), f(.5))
+    calls = [  # every branch of each dispatcher is compiled, whichever code the call takes
+        (optimizers.update_range, (p, p.copy(), p.copy(), p.copy(), 0, 5, f(0), step)),
+        (activations.bias_activation_forward, (Z, b, 0, f(0.01), Z.copy())),
+        (activations.activation_backward, (Z, Z.copy(), Z.copy(), 0, f(0.01), b)),
+        (losses.output_loss_backward, (Z, b, Z.copy(), w, 0, f(0.5), Z.copy(), b.copy())),
+        (dropout.dropout_backward, (Z, Z.copy(), 1000, f(1.25), f(0.8), 7)),
+        (dense.network_forward, (Z, p, model, scratch)),
     ]
     for kernel, args in calls:
         kernel(*args)
@@ -49,7 +55,7 @@ def test_float32_kernels_have_no_float64_arithmetic(tmp_path):
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert len(lines) == 5, out.stdout
+    assert len(lines) == 6, out.stdout
     for line in lines:
         name, count = line.split()[:2]
         assert count == "0", f"float64 arithmetic in float32 {name}: {line}"

@@ -45,7 +45,7 @@ shapes = st.tuples(
 @given(shape=shapes, output=st.sampled_from(OUTPUTS), hidden=st.sampled_from(ACTIVATIONS), seed=st.integers(0, 99))
 def test_forward_and_gradients_match_reference(dtype, shape, output, hidden, seed):
     n_in, widths, n_out, n = shape
-    if output == "softmax":
+    if output == "log_loss":  # softmax
         n_out = max(n_out, 2)
     net, X, Y, w = make_problem((n_in, *widths, n_out), hidden, output, n, dtype, seed, weighted=seed % 2 == 1)
     ref = reference_twin(net)
@@ -80,7 +80,7 @@ OPTIMIZERS = {
 def test_epochs_match_reference_batch_by_batch(dtype, name, shape, batch_size, output, hidden, seed):
     """Whole-epoch kernel == reference stepping batch by batch in the same order (partial last batch too)."""
     n_in, widths, n_out, n = shape
-    if output == "softmax":
+    if output == "log_loss":  # softmax
         n_out = max(n_out, 2)
     net, X, Y, w = make_problem((n_in, *widths, n_out), hidden, output, n, dtype, seed, weighted=seed % 3 == 0)
     ref = reference_twin(net)

@@ -6,27 +6,41 @@ output (plain SGD's step is that product). Everything around them is one fused p
 
 forward, layer l      Z = A_prev @ W                      (BLAS)
                       A = f(Z + b)                        (activations.bias_activation_forward)
-output layer          y_hat, loss, delta = w (y_hat - y), db = sum(delta)   (losses.output_loss_backward)
-backward, layer l     dW = A_prev.T @ delta               (BLAS; or W += -lr/n A_prev.T @ delta, plain SGD)
-                      delta_prev = delta @ W.T            (BLAS, skipped for the first layer)
+                      A = A * mask / (1 - p)              (dropout.dropout_forward; training with dropout only)
+output layer          y_hat, loss, delta = w error(y, y_hat), db = sum(delta)   (losses.output_loss_backward)
+backward, layer l     delta_prev = delta @ W.T            (BLAS, skipped for the first layer)
+                      dW = A_prev.T @ delta and the step  (BLAS; or W += -lr/n A_prev.T @ delta, plain SGD)
+                      delta_prev *= mask / (1 - p)        (dropout.dropout_backward)
                       delta_prev *= f'(A_prev), db_prev = sum(delta_prev)   (activations.activation_backward)
 
 Parameters live in one flat buffer: every layer's W (row-major, shape (fan_in, fan_out)) in order, then every
-layer's b, the order of scikit-learn's ``_pack``. ``layers`` is an int64 table with one row per layer:
-``(W offset, fan_in, fan_out, b offset)``. Gradients use the same layout.
+layer's b, the order of scikit-learn's ``_pack``. Gradients use the same layout. The network reaches the
+kernels as one :data:`Model` tuple: ``layers`` is an int64 table with one row per layer ``(W offset, fan_in,
+fan_out, b offset)``; per hidden layer an activation code and parameter and the dropout threshold
+(``p * 2^32``, 0 for none), scale ``1 / (1 - p)`` and keep fraction ``1 - p``; the output/loss code and the
+loss's parameter. Scratch buffers travel as one :data:`Scratch` tuple.
 """
 
 from __future__ import annotations
+
+from collections import namedtuple
 
 import numpy as np
 
 from fastbp._jit import jit
 from fastbp.kernels.activations import activation_backward, bias_activation_forward
+from fastbp.kernels.dropout import dropout_backward, dropout_forward, layer_key
 from fastbp.kernels.inputs import input_times, input_transpose_times, n_rows
 from fastbp.kernels.losses import output_forward, output_loss_backward
 from fastbp.kernels.optimizers import NO_UPDATE, SGD, squared_norm, update_range
 
 W_OFFSET, FAN_IN, FAN_OUT, B_OFFSET = 0, 1, 2, 3
+Model = namedtuple(
+    "Model", "layers activations activation_params dropout_thresholds dropout_scales dropout_keep loss loss_param"
+)
+# acts: every layer's outputs, capacity rows each; pre: the same layout for z (gelu, silu; size 0 otherwise);
+# delta_a/delta_b: a layer's delta, taking turns; blas: gemm scratch (blas.SCRATCH_BYTES)
+Scratch = namedtuple("Scratch", "acts pre delta_a delta_b capacity blas")
 
 
 @jit(inline="always")
@@ -60,31 +74,39 @@ def activation_offset(layers, l, capacity):
 
 
 @jit
-def forward_to_output(X, params, layers, hidden_codes, acts, capacity):
-    """Every layer's product, with bias and activation fused in for the hidden layers.
+def forward_to_output(X, params, model, scratch, dropout_key):
+    """Every layer's product, with bias, activation (and dropout, when training with it) fused in for the
+    hidden layers.
 
-    Layer l's outputs go to ``acts``; returns the last layer's ``A_prev @ W`` (before its bias and output
-    activation, which prediction and training finish differently).
+    Layer l's outputs go to ``scratch.acts``; returns the last layer's ``A_prev @ W`` (before its bias and
+    output activation, which prediction and training finish differently). ``dropout_key`` < 0: no dropout
+    (prediction, validation); otherwise the batch's mask key (:mod:`fastbp.kernels.dropout`).
     """
+    layers = model.layers
     m = n_rows(X)
     last = layers.shape[0] - 1
     for l in range(last + 1):
-        Z = rows(acts, activation_offset(layers, l, capacity), m, layers[l, FAN_OUT])
+        offset = activation_offset(layers, l, scratch.capacity)
+        k = layers[l, FAN_OUT]
+        Z = rows(scratch.acts, offset, m, k)
         if l == 0:  # X is kept apart from the scratch views: it may be read-only (a memmap) or CSR
             input_times(X, weights(params, layers, 0), Z)
         else:
-            A_prev = rows(acts, activation_offset(layers, l - 1, capacity), m, layers[l, FAN_IN])
+            A_prev = rows(scratch.acts, activation_offset(layers, l - 1, scratch.capacity), m, layers[l, FAN_IN])
             np.dot(A_prev, weights(params, layers, l), Z)
         if l < last:
-            bias_activation_forward(Z, bias(params, layers, l), hidden_codes[l])
-    return rows(acts, activation_offset(layers, last, capacity), m, layers[last, FAN_OUT])
+            pre = rows(scratch.pre, offset, m if scratch.pre.size > 0 else 0, k)
+            bias_activation_forward(Z, bias(params, layers, l), model.activations[l], model.activation_params[l], pre)
+            if dropout_key >= 0 and model.dropout_thresholds[l] > 0:
+                dropout_forward(Z, model.dropout_thresholds[l], model.dropout_scales[l], layer_key(dropout_key, l))
+    return rows(scratch.acts, activation_offset(layers, last, scratch.capacity), m, layers[last, FAN_OUT])
 
 
 @jit
-def network_forward(X, params, layers, hidden_codes, output_code, acts, capacity):
-    """Forward pass over the rows of X; returns the outputs (a view of ``acts``)."""
-    out = forward_to_output(X, params, layers, hidden_codes, acts, capacity)
-    output_forward(out, bias(params, layers, layers.shape[0] - 1), output_code)
+def network_forward(X, params, model, scratch):
+    """Forward pass over the rows of X, no dropout; returns the outputs (a view of ``scratch.acts``)."""
+    out = forward_to_output(X, params, model, scratch, -1)
+    output_forward(out, bias(params, model.layers, model.layers.shape[0] - 1), model.loss)
     return out
 
 
@@ -97,15 +119,14 @@ def layer_gradient_step(A_prev, delta, params, grads, state_a, state_b, layers, 
     W and b. Returns the squared norms of the new W (0 for plain SGD without L2, where nothing needs it) and b.
     """
     zero, one = params.dtype.type(0), params.dtype.type(1)
-    code, learning_rate, momentum = step[0], step[1], step[2]
     W = weights(params, layers, l)
-    if code == SGD and momentum == 0:
-        scale = step[7]
-        input_transpose_times(A_prev, delta, W, -learning_rate * scale, one - learning_rate * l2, blas_scratch)
+    if step.code == SGD and step.momentum == 0:
+        rate = step.learning_rate
+        input_transpose_times(A_prev, delta, W, -rate * step.scale, one - rate * l2, blas_scratch)
         w_sq = squared_norm(W.ravel()) if l2 > 0 else zero
     else:
         input_transpose_times(A_prev, delta, weights(grads, layers, l), one, zero, blas_scratch)
-        if code == NO_UPDATE:
+        if step.code == NO_UPDATE:
             return zero, zero
         w_start = layers[l, W_OFFSET]
         w_sq = update_range(params, grads, state_a, state_b, w_start, w_start + W.size, l2, step)
@@ -116,52 +137,51 @@ def layer_gradient_step(A_prev, delta, params, grads, state_a, state_b, layers, 
 
 @jit
 def network_forward_backward(
-    X,
-    Y,
-    sample_weight,
-    params,
-    grads,
-    layers,
-    hidden_codes,
-    output_code,
-    acts,
-    capacity,
-    delta_a,
-    delta_b,
-    state_a,
-    state_b,
-    l2,
-    step,
-    blas_scratch,
+    X, Y, sample_weight, params, grads, model, scratch, state_a, state_b, l2, step, dropout_key
 ):
     """Forward, loss, backward over the m rows of X (one mini-batch), and the optimizer step fused in.
 
     Writes into ``grads`` the raw gradient sums (``A_prev.T @ delta`` and ``sum(delta)``, delta already
-    weighted by the sample weights); the optimizer scales them by ``step``'s ``scale = 1 / sum(w)`` and adds
-    ``l2 * W``. Layer l is updated as soon as ``delta_prev`` no longer needs its W. With ``step[0] ==
-    NO_UPDATE`` only the gradients are computed (for lbfgs). ``delta_a`` and ``delta_b`` take turns holding
-    a layer's delta.
+    weighted by the sample weights); the optimizer scales them by ``step.scale = 1 / sum(w)`` and adds
+    ``l2 * W``. Layer l is updated as soon as ``delta_prev`` no longer needs its W. With ``step.code ==
+    NO_UPDATE`` only the gradients are computed (for lbfgs). ``dropout_key``: see :func:`forward_to_output`.
 
     Returns
     -------
     (weighted sum of per-sample losses, squared norm of the new weights, of the new biases)
     """
+    layers = model.layers
     m = n_rows(X)
     last = layers.shape[0] - 1
-    out = forward_to_output(X, params, layers, hidden_codes, acts, capacity)
-    delta = rows(delta_a, 0, m, layers[last, FAN_OUT])
+    out = forward_to_output(X, params, model, scratch, dropout_key)
+    delta = rows(scratch.delta_a, 0, m, layers[last, FAN_OUT])
     grad_b = bias(grads, layers, last)
-    loss = output_loss_backward(out, bias(params, layers, last), Y, sample_weight, output_code, delta, grad_b)
+    loss = output_loss_backward(
+        out, bias(params, layers, last), Y, sample_weight, model.loss, model.loss_param, delta, grad_b
+    )
     w_sq = params.dtype.type(0)
     b_sq = params.dtype.type(0)
     for l in range(last, 0, -1):
-        A_prev = rows(acts, activation_offset(layers, l - 1, capacity), m, layers[l, FAN_IN])
-        delta_prev = rows(delta_b if (last - l) % 2 == 0 else delta_a, 0, m, layers[l, FAN_IN])
+        h = l - 1  # the hidden layer below
+        offset = activation_offset(layers, h, scratch.capacity)
+        k = layers[l, FAN_IN]
+        A_prev = rows(scratch.acts, offset, m, k)
+        delta_prev = rows(scratch.delta_b if (last - l) % 2 == 0 else scratch.delta_a, 0, m, k)
         np.dot(delta, weights(params, layers, l).T, delta_prev)  # before layer l's step changes W
-        activation_backward(delta_prev, A_prev, hidden_codes[l - 1], bias(grads, layers, l - 1))
-        w, b = layer_gradient_step(A_prev, delta, params, grads, state_a, state_b, layers, l, l2, step, blas_scratch)
+        # layer l's gradient reads A_prev as the forward pass left it (after dropout) ...
+        w, b = layer_gradient_step(A_prev, delta, params, grads, state_a, state_b, layers, l, l2, step, scratch.blas)
         w_sq += w
         b_sq += b
+        # ... then A_prev may return to f(z) for the derivative
+        if dropout_key >= 0 and model.dropout_thresholds[h] > 0:
+            key = layer_key(dropout_key, h)
+            dropout_backward(
+                delta_prev, A_prev, model.dropout_thresholds[h], model.dropout_scales[h], model.dropout_keep[h], key
+            )
+        pre = rows(scratch.pre, offset, m, k) if scratch.pre.size > 0 else A_prev  # z, where it is kept
+        activation_backward(
+            delta_prev, A_prev, pre, model.activations[h], model.activation_params[h], bias(grads, layers, h)
+        )
         delta = delta_prev
-    w, b = layer_gradient_step(X, delta, params, grads, state_a, state_b, layers, 0, l2, step, blas_scratch)
+    w, b = layer_gradient_step(X, delta, params, grads, state_a, state_b, layers, 0, l2, step, scratch.blas)
     return loss, w_sq + w, b_sq + b

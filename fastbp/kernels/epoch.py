@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from fastbp._jit import jit
-from fastbp.kernels.blas import SCRATCH_BYTES
 from fastbp.kernels.dense import network_forward_backward
+from fastbp.kernels.dropout import mix32
 from fastbp.kernels.inputs import input_gather, input_rows, n_rows
-from fastbp.kernels.optimizers import ADAM, NO_UPDATE, squared_norm
+from fastbp.kernels.optimizers import ADAM, NO_UPDATE, Step, squared_norm
 
 
 @jit
@@ -32,54 +32,26 @@ def batch_weights(sample_weight, order, start, m, target):
 
 @jit
 def train_epoch(
-    X,
-    Y,
-    sample_weight,
-    order,
-    batch_size,
-    params,
-    grads,
-    layers,
-    hidden_codes,
-    output_code,
-    n_weights,
-    alpha,
-    optimizer_code,
-    learning_rate,
-    step_rates,
-    momentum,
-    nesterov,
-    beta_1,
-    beta_2,
-    epsilon,
-    adam_t,
-    state_a,
-    state_b,
-    X_batch,
-    Y_batch,
-    weight_batch,
-    capacity,
-    acts,
-    delta_a,
-    delta_b,
-):
+    X, Y, sample_weight, order, batch_size, params, grads, model, n_weights, alpha, settings, step_rates, adam_t,
+    state_a, state_b, X_batch, Y_batch, weight_batch, scratch, dropout_seed,
+):  # fmt: skip
     """Train one epoch; returns ``(sum over batches of batch_loss * batch_rows, rows done, adam_t)``.
 
     ``X`` is a dense array or a CSR tuple (:mod:`fastbp.kernels.inputs`); ``X_batch`` the matching gather
-    buffer (a 2-D array, or CSR buffers), for ``capacity`` rows. ``order`` lists the rows to visit, each at
-    most once (a permutation of all rows, or of the training rows when a validation set is held out); size 0:
-    every row in order, read in place without a copy.
-    ``sample_weight`` of size 0 means unit weights. ``step_rates`` holds one learning rate per batch (a
-    schedule stepped inside the epoch) or nothing (``learning_rate`` throughout). ``state_a``/``state_b`` are
-    the velocity (SGD) or the
-    first and second moments (Adam). The epoch stops early, with ``rows done < n``, as soon as a batch's loss
-    or the parameters stop being finite; the caller then discards the parameters.
+    buffer (a 2-D array, or CSR buffers), for ``scratch.capacity`` rows. ``order`` lists the rows to visit,
+    each at most once (a permutation of all rows, or of the training rows when a validation set is held out);
+    size 0: every row in order, read in place without a copy. ``sample_weight`` of size 0 means unit weights.
+    ``settings`` is a :data:`~fastbp.kernels.optimizers.Step` holding the optimizer's code and
+    hyperparameters (its ``scale`` is unused); ``step_rates`` one learning rate per batch (a schedule stepped
+    inside the epoch) or nothing (``settings.learning_rate`` throughout). ``state_a``/``state_b`` are the
+    velocity (SGD) or the first and second moments (Adam). ``dropout_seed`` (0 to 2^32 - 1) keys this epoch's
+    dropout masks, one key per batch; -1 for none. The epoch stops early, with ``rows done < n``, as soon as
+    a batch's loss or the parameters stop being finite; the caller then discards the parameters.
     """
     n = order.shape[0] if order.shape[0] > 0 else n_rows(X)
     dtype = params.dtype.type
     half_alpha = dtype(0.5) * alpha
     w_sq = squared_norm(params[:n_weights])  # the first batch's L2 penalty; later ones come from the update
-    blas_scratch = np.empty(SCRATCH_BYTES, dtype=np.uint8)
     total = 0.0
     start = 0
     batch = 0
@@ -87,25 +59,30 @@ def train_epoch(
         m = min(batch_size, n - start)
         wb, sw_sum = batch_weights(sample_weight, order, start, m, weight_batch)
         scale = dtype(1) / sw_sum
-        step_size = step_rates[batch] if step_rates.shape[0] > 0 else learning_rate
+        step_size = step_rates[batch] if step_rates.shape[0] > 0 else settings.learning_rate
+        dropout_key = mix32(dropout_seed + mix32(batch) * 0x9E3779B9) if dropout_seed >= 0 else -1
         batch += 1
-        if optimizer_code == ADAM:
+        if settings.code == ADAM:
             adam_t += 1
-            correction = np.sqrt(1.0 - np.float64(beta_2) ** adam_t) / (1.0 - np.float64(beta_1) ** adam_t)
+            correction = np.sqrt(1.0 - np.float64(settings.beta_2) ** adam_t) / (
+                1.0 - np.float64(settings.beta_1) ** adam_t
+            )
             step_size = dtype(step_size * correction)
-        step = (optimizer_code, step_size, momentum, nesterov, beta_1, beta_2, epsilon, scale)
+        step = Step(
+            settings.code, step_size, settings.momentum, settings.nesterov, settings.beta_1, settings.beta_2,
+            settings.epsilon, scale,
+        )  # fmt: skip
         penalty = half_alpha * w_sq
         if order.shape[0] > 0:
             Xb = input_gather(X, order, start, m, X_batch)
             Yb = input_gather(Y, order, start, m, Y_batch)
             data_loss, w_sq, b_sq = network_forward_backward(
-                Xb, Yb, wb, params, grads, layers, hidden_codes, output_code, acts, capacity, delta_a, delta_b,
-                state_a, state_b, alpha * scale, step, blas_scratch,
-            )  # fmt: skip
+                Xb, Yb, wb, params, grads, model, scratch, state_a, state_b, alpha * scale, step, dropout_key
+            )
         else:  # two calls, not one with a shared variable: X may be read-only, the batch buffer is not
             data_loss, w_sq, b_sq = network_forward_backward(
-                input_rows(X, start, m), Y[start : start + m], wb, params, grads, layers, hidden_codes, output_code,
-                acts, capacity, delta_a, delta_b, state_a, state_b, alpha * scale, step, blas_scratch,
+                input_rows(X, start, m), Y[start : start + m], wb, params, grads, model, scratch, state_a, state_b,
+                alpha * scale, step, dropout_key,
             )  # fmt: skip
         batch_loss = (data_loss + penalty) * scale
         if not (np.isfinite(batch_loss) and np.isfinite(w_sq + b_sq)):
@@ -116,20 +93,20 @@ def train_epoch(
 
 
 @jit
-def loss_and_gradient(
-    X, Y, sample_weight, params, grads, layers, hidden_codes, output_code, n_weights, alpha, acts, delta_a, delta_b
-):
-    """Full-batch loss (with the L2 penalty) and its exact gradient, written into ``grads``."""
+def loss_and_gradient(X, Y, sample_weight, params, grads, model, n_weights, alpha, scratch, dropout_key):
+    """Full-batch loss (with the L2 penalty) and its exact gradient, written into ``grads``.
+
+    ``dropout_key`` >= 0 applies dropout with that mask key (:mod:`fastbp.kernels.dropout`); -1 none.
+    """
     dtype = params.dtype.type
     m = n_rows(X)
     no_order = np.empty(0, dtype=np.int64)
     weights, sw_sum = batch_weights(sample_weight, no_order, 0, m, np.empty(m, dtype=params.dtype))
     zero = dtype(0)
-    no_step = (NO_UPDATE, zero, zero, False, zero, zero, zero, zero)
+    no_step = Step(NO_UPDATE, zero, zero, False, zero, zero, zero, zero)
     data_loss, _, _ = network_forward_backward(
-        X, Y, weights, params, grads, layers, hidden_codes, output_code, acts, m, delta_a, delta_b,
-        params[:0], params[:0], zero, no_step, np.empty(SCRATCH_BYTES, dtype=np.uint8),
-    )  # fmt: skip
+        X, Y, weights, params, grads, model, scratch, params[:0], params[:0], zero, no_step, dropout_key
+    )
     scale = dtype(1) / sw_sum
     l2 = alpha * scale
     for i in range(n_weights):

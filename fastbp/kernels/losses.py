@@ -1,35 +1,43 @@
-"""Output layers paired with their losses, so that the output error is always ``y_hat - y``.
+"""Output layers paired with their losses: the registry, each loss next to its output error, the fused pass.
 
-| output   | loss                          | per-sample loss (summed over outputs)              |
-|----------|-------------------------------|----------------------------------------------------|
-| identity | squared error                 | 1/2 sum_k (y_hat_k - y_k)^2                        |
-| logistic | binary cross-entropy          | -sum_k y_k log p_k + (1 - y_k) log(1 - p_k)        |
-| softmax  | categorical cross-entropy     | -sum_k y_k log p_k                                 |
-| exp      | Poisson deviance (half)       | sum_k y_k log(y_k / y_hat_k) - y_k + y_hat_k       |
+| loss             | output   | per-sample loss (summed over outputs), r = y_hat - y   | output error d loss / d z  |
+|------------------|----------|--------------------------------------------------------|----------------------------|
+| squared_error    | identity | 1/2 r^2                                                | r                          |
+| binary_log_loss  | logistic | -y log p - (1 - y) log(1 - p)                          | p - y                      |
+| log_loss         | softmax  | -sum_k y_k log p_k                                     | p - y                      |
+| poisson          | exp      | y log(y / y_hat) - y + y_hat (half Poisson deviance)   | y_hat - y                  |
+| absolute_error   | identity | abs(r)                                                 | 1 if r > 0 else -1         |
+| huber            | identity | 1/2 r^2 if abs(r) <= delta, else delta (abs(r) - delta/2)  | r clipped to +-delta  |
+| quantile         | identity | q (y - y_hat) if y >= y_hat, else (1 - q) (y_hat - y)  | -q if y >= y_hat else 1 - q |
 
-Probabilities are clipped to [eps, 1 - eps] for the loss value only, as scikit-learn does. The loss of a
-batch is ``sum_i w_i loss_i / sum_i w_i``; each kernel returns the weighted sum and leaves the division to
-the caller, which also adds the L2 penalty.
+This file is the one place an output/loss pair is defined: a scalar pair for the kernels (``loss(y, y_hat, p,
+c)`` and ``error(y, y_hat, p, c)``; ``p`` is the loss's parameter, ``c`` typed constants), a :class:`Loss`
+entry in :data:`LOSSES` (code, output activation, parameter name, the same math in NumPy for
+``fastbp.reference``), and one line in :func:`output_loss_backward`. The output error of the four matched
+pairs is ``y_hat - y``; the robust losses' errors are defined at their kinks as scikit-learn's ``_loss``
+module defines them (absolute error: -1 at r = 0; quantile: 1 - q at y = y_hat).
 
-Squared error sums over outputs (scikit-learn averages the loss over outputs but not the gradient, so its
-lbfgs sees a gradient that is not the loss's, issue #8349; here loss and gradient agree).
+Probabilities are clipped to [eps, 1 - eps] for the loss value only, as scikit-learn does. The loss of a batch
+is ``sum_i w_i loss_i / sum_i w_i``; the kernel returns the weighted sum and leaves the division to the
+caller, which also adds the L2 penalty. Squared error sums over outputs (scikit-learn averages the loss over
+outputs but not the gradient, so its lbfgs sees a gradient that is not the loss's, issue #8349; here loss and
+gradient agree); the other regression losses sum over outputs too.
 """
 
 from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 from fastbp._jit import jit
 
-IDENTITY_SQUARED_ERROR, LOGISTIC_BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY, EXP_POISSON = 0, 1, 2, 3
-OUTPUT_CODES: dict[str, int] = {
-    "identity": IDENTITY_SQUARED_ERROR,
-    "logistic": LOGISTIC_BINARY_CROSS_ENTROPY,
-    "softmax": SOFTMAX_CROSS_ENTROPY,
-    "exp": EXP_POISSON,
-}
+Constants = namedtuple("Constants", "zero one half eps")
 
 
+# -- the scalar rules: per-element loss and output error ----------------------------------------------------
 @jit(inline="always")
 def xlogy(x, y, zero):  # scipy.special.xlogy for x >= 0: 0 where x == 0
     return zero if x == zero else x * np.log(y)
@@ -40,6 +48,137 @@ def clip(p, lo, hi):
     return lo if p < lo else (hi if p > hi else p)
 
 
+@jit(inline="always")
+def residual(y, y_hat, p, c):  # y_hat - y: the output error of every matched output/loss pair
+    return y_hat - y
+
+
+@jit(inline="always")
+def squared_error(y, y_hat, p, c):
+    r = y_hat - y
+    return c.half * r * r
+
+
+@jit(inline="always")
+def binary_log_loss(y, y_hat, p, c):
+    q = clip(y_hat, c.eps, c.one - c.eps)
+    return -(xlogy(y, q, c.zero) + xlogy(c.one - y, c.one - q, c.zero))
+
+
+@jit(inline="always")
+def log_loss(y, y_hat, p, c):  # one output's term of -sum_k y_k log p_k
+    return -xlogy(y, clip(y_hat, c.eps, c.one - c.eps), c.zero)
+
+
+@jit(inline="always")
+def poisson(y, y_hat, p, c):
+    return xlogy(y, y / y_hat, c.zero) - y + y_hat
+
+
+@jit(inline="always")
+def absolute_error(y, y_hat, p, c):
+    return abs(y_hat - y)
+
+
+@jit(inline="always")
+def absolute_error_error(y, y_hat, p, c):
+    return c.one if y_hat > y else -c.one
+
+
+@jit(inline="always")
+def huber(y, y_hat, p, c):  # p: delta, the threshold between the quadratic and the linear part
+    r = abs(y_hat - y)
+    return c.half * r * r if r <= p else p * (r - c.half * p)
+
+
+@jit(inline="always")
+def huber_error(y, y_hat, p, c):
+    r = y_hat - y
+    return r if abs(r) <= p else (p if r > c.zero else -p)
+
+
+@jit(inline="always")
+def quantile(y, y_hat, p, c):  # p: the quantile q in (0, 1)
+    return p * (y - y_hat) if y >= y_hat else (c.one - p) * (y_hat - y)
+
+
+@jit(inline="always")
+def quantile_error(y, y_hat, p, c):
+    return -p if y >= y_hat else c.one - p
+
+
+# -- the registry ---------------------------------------------------------------------------------------------
+def _np_xlogy(x, y):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x == 0, 0, x * np.log(y))
+
+
+def _np_clip(p):
+    eps = np.finfo(p.dtype).eps
+    return np.clip(p, eps, 1 - eps)
+
+
+def _np_softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _np_residual(y, y_hat, p):
+    return y_hat - y
+
+
+class Loss(NamedTuple):
+    """One output/loss pair: kernel code, output activation, parameter, and its math in plain NumPy."""
+
+    code: int
+    output: str  # the output activation
+    parameter: str | None  # the name of the loss's parameter, if it has one
+    reference_output: Callable  # y_hat = output(z)
+    reference_loss: Callable  # per-element loss (y, y_hat, p), summed over outputs by the caller
+    reference_error: Callable  # d loss / d z (y, y_hat, p)
+
+
+LOSSES: dict[str, Loss] = {
+    "squared_error": Loss(0, "identity", None, lambda z: z, lambda y, q, p: 0.5 * (q - y) ** 2, _np_residual),
+    "binary_log_loss": Loss(
+        1,
+        "logistic",
+        None,
+        lambda z: 1 / (1 + np.exp(-z)),
+        lambda y, q, p: -(_np_xlogy(y, _np_clip(q)) + _np_xlogy(1 - y, 1 - _np_clip(q))),
+        _np_residual,
+    ),
+    "log_loss": Loss(2, "softmax", None, _np_softmax, lambda y, q, p: -_np_xlogy(y, _np_clip(q)), _np_residual),
+    "poisson": Loss(3, "exp", None, np.exp, lambda y, q, p: _np_xlogy(y, y / q) - y + q, _np_residual),
+    "absolute_error": Loss(
+        4, "identity", None, lambda z: z, lambda y, q, p: np.abs(q - y), lambda y, q, p: np.where(q > y, 1.0, -1.0)
+    ),
+    "huber": Loss(
+        5,
+        "identity",
+        "delta",
+        lambda z: z,
+        lambda y, q, p: np.where(np.abs(q - y) <= p, 0.5 * (q - y) ** 2, p * (np.abs(q - y) - 0.5 * p)),
+        lambda y, q, p: np.clip(q - y, -p, p),
+    ),
+    "quantile": Loss(
+        6,
+        "identity",
+        "quantile",
+        lambda z: z,
+        lambda y, q, p: np.where(y >= q, p * (y - q), (1 - p) * (q - y)),
+        lambda y, q, p: np.where(y >= q, -p, 1 - p),
+    ),
+}
+LOSS_CODES: dict[str, int] = {name: entry.code for name, entry in LOSSES.items()}
+SQUARED_ERROR, BINARY_LOG_LOSS, LOG_LOSS, POISSON, ABSOLUTE_ERROR, HUBER, QUANTILE = range(7)
+# The loss an output activation has when none is named (its matched loss: the first entry with that output).
+DEFAULT_LOSS: dict[str, str] = {}
+for _name, _entry in LOSSES.items():
+    DEFAULT_LOSS.setdefault(_entry.output, _name)
+
+
+# -- the fused passes -----------------------------------------------------------------------------------------
 @jit
 def output_forward(Z, b, code):
     """``Z <- output_activation(Z + b)`` in place (prediction; no loss)."""
@@ -47,7 +186,7 @@ def output_forward(Z, b, code):
     one = Z.dtype.type(1)
     zero = Z.dtype.type(0)
     for i in range(m):
-        if code == SOFTMAX_CROSS_ENTROPY:
+        if code == LOG_LOSS:  # softmax
             top = Z[i, 0] + b[0]
             for j in range(k):
                 top = max(top, Z[i, j] + b[j])
@@ -59,53 +198,58 @@ def output_forward(Z, b, code):
             inv = one / total
             for j in range(k):
                 Z[i, j] *= inv
-        elif code == LOGISTIC_BINARY_CROSS_ENTROPY:
+        elif code == BINARY_LOG_LOSS:  # logistic
             for j in range(k):
                 Z[i, j] = one / (one + np.exp(-(Z[i, j] + b[j])))
-        elif code == EXP_POISSON:
+        elif code == POISSON:  # exp
             for j in range(k):
                 Z[i, j] = np.exp(Z[i, j] + b[j])
-        else:
+        else:  # identity: squared, absolute, huber and quantile losses
             for j in range(k):
                 Z[i, j] = Z[i, j] + b[j]
 
 
-@jit
-def output_loss_backward(Z, b, Y, sample_weight, code, delta, grad_b):
-    """Output activation, loss and output error in one pass over the rows.
-
-    On return Z holds ``y_hat``, ``delta = w * (y_hat - Y)`` and ``grad_b`` its column sums. Returns the
-    weighted sum of the per-sample losses. ``sample_weight`` of size 0 means all weights are 1.
-    """
-    output_forward(Z, b, code)
+@jit(inline="always")
+def _loss_and_error(Y, sample_weight, p, delta, grad_b, Z, loss, error):
+    c = Constants(Z.dtype.type(0), Z.dtype.type(1), Z.dtype.type(0.5), Z.dtype.type(np.finfo(Z.dtype).eps))
     m, k = Z.shape
-    zero = Z.dtype.type(0)
-    one = Z.dtype.type(1)
-    half = Z.dtype.type(0.5)
-    eps = Z.dtype.type(np.finfo(Z.dtype).eps)
     weighted = sample_weight.shape[0] > 0
-    grad_b[:] = zero
-    total = zero
+    grad_b[:] = c.zero
+    total = c.zero
     for i in range(m):
-        row = zero
-        if code == SOFTMAX_CROSS_ENTROPY:
-            for j in range(k):
-                row -= xlogy(Y[i, j], clip(Z[i, j], eps, one - eps), zero)
-        elif code == LOGISTIC_BINARY_CROSS_ENTROPY:
-            for j in range(k):
-                p = clip(Z[i, j], eps, one - eps)
-                row -= xlogy(Y[i, j], p, zero) + xlogy(one - Y[i, j], one - p, zero)
-        elif code == EXP_POISSON:
-            for j in range(k):
-                row += xlogy(Y[i, j], Y[i, j] / Z[i, j], zero) - Y[i, j] + Z[i, j]
-        else:
-            for j in range(k):
-                r = Z[i, j] - Y[i, j]
-                row += half * r * r
-        w = sample_weight[i] if weighted else one
+        row = c.zero
+        for j in range(k):
+            row += loss(Y[i, j], Z[i, j], p, c)
+        w = sample_weight[i] if weighted else c.one
         total += w * row
         for j in range(k):
-            d = w * (Z[i, j] - Y[i, j])
+            d = w * error(Y[i, j], Z[i, j], p, c)
             delta[i, j] = d
             grad_b[j] += d
     return total
+
+
+@jit
+def output_loss_backward(Z, b, Y, sample_weight, code, p, delta, grad_b):
+    """Output activation, loss and output error in one pass over the rows.
+
+    On return Z holds ``y_hat``, ``delta = w * error(y, y_hat)`` and ``grad_b`` its column sums. Returns the
+    weighted sum of the per-sample losses. ``sample_weight`` of size 0 means all weights are 1; ``p`` is the
+    loss's parameter (huber's delta, the quantile), ignored by the others.
+    """
+    output_forward(Z, b, code)
+    if code == SQUARED_ERROR:
+        return _loss_and_error(Y, sample_weight, p, delta, grad_b, Z, squared_error, residual)
+    if code == BINARY_LOG_LOSS:
+        return _loss_and_error(Y, sample_weight, p, delta, grad_b, Z, binary_log_loss, residual)
+    if code == LOG_LOSS:
+        return _loss_and_error(Y, sample_weight, p, delta, grad_b, Z, log_loss, residual)
+    if code == POISSON:
+        return _loss_and_error(Y, sample_weight, p, delta, grad_b, Z, poisson, residual)
+    if code == ABSOLUTE_ERROR:
+        return _loss_and_error(Y, sample_weight, p, delta, grad_b, Z, absolute_error, absolute_error_error)
+    if code == HUBER:
+        return _loss_and_error(Y, sample_weight, p, delta, grad_b, Z, huber, huber_error)
+    if code == QUANTILE:
+        return _loss_and_error(Y, sample_weight, p, delta, grad_b, Z, quantile, quantile_error)
+    return Z.dtype.type(np.nan)  # no such code (Python checks codes before any call): make the epoch stop

@@ -24,11 +24,16 @@ whole process's arithmetic; flushing the state alone changes an update by less t
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 
 from fastbp._jit import jit
 
 NO_UPDATE, SGD, ADAM = -1, 0, 1
+# One step's settings. For Adam ``learning_rate`` is the bias-corrected step size of this step; ``scale`` is
+# ``1 / sum(w)`` of the batch's sample weights.
+Step = namedtuple("Step", "code learning_rate momentum nesterov beta_1 beta_2 epsilon scale")
 
 
 @jit(inline="always")
@@ -92,20 +97,17 @@ def adam_loop(params, grads, m, v, step_size, beta_1, beta_2, epsilon, scale, l2
 
 @jit
 def update_range(params, grads, state_a, state_b, start, stop, l2, step):
-    """One optimizer step on ``params[start:stop]``; returns the squared norm of the new values.
+    """One optimizer step (a :data:`Step`) on ``params[start:stop]``; returns the squared norm of the new values.
 
-    ``step = (code, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, scale)``: ``code`` is SGD or
-    ADAM; for Adam ``learning_rate`` is the bias-corrected step size of this step. ``state_a`` is the velocity
-    (SGD) or first moment (Adam), ``state_b`` the second moment.
+    ``state_a`` is the velocity (SGD) or first moment (Adam), ``state_b`` the second moment.
     """
-    code, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, scale = step
     # The loops run over views, not over range(start, stop) of the whole buffers: with a start that LLVM
     # cannot prove non-negative, numba's negative-index wraparound kept them from vectorizing (3-5x slower).
     p, g = params[start:stop], grads[start:stop]
-    if code == ADAM:
+    if step.code == ADAM:
         m, v = state_a[start:stop], state_b[start:stop]
-        return adam_loop(p, g, m, v, learning_rate, beta_1, beta_2, epsilon, scale, l2)
-    return sgd_loop(p, g, state_a[start:stop], learning_rate, momentum, nesterov, scale, l2)
+        return adam_loop(p, g, m, v, step.learning_rate, step.beta_1, step.beta_2, step.epsilon, step.scale, l2)
+    return sgd_loop(p, g, state_a[start:stop], step.learning_rate, step.momentum, step.nesterov, step.scale, l2)
 
 
 @jit
