@@ -50,6 +50,11 @@ def test_train_on_synthetic_data_reports_epochs_accuracy_and_confusion(tmp_path)
         (["train", "--test-fraction", "1"], 2, "from 0 up to"),
         ([*TRAIN_SMALL, "--plot", "/no/such/dir/c.png"], 1, "cannot write"),
         ([*TRAIN_SMALL, "--save", "/"], 1, "is a folder"),
+        (["train", "--activation", "swish"], 2, "invalid choice"),
+        (["train", "--dropout", "1"], 2, "from 0 up to"),
+        (["train", "--loss", "quantile"], 2, "--loss quantile and --quantile go together"),
+        (["train", "--quantile", "0.5"], 2, "--loss quantile and --quantile go together"),
+        ([*TRAIN_SMALL, "--loss", "huber"], 2, "--loss is for regression"),
     ],
 )
 def test_user_mistakes_get_exit_codes_and_one_line(args, code, message):
@@ -182,7 +187,7 @@ def test_train_predict_and_info_on_a_users_tables(tmp_path):
     np.testing.assert_allclose(proba, loaded.predict_proba(X.astype(np.float32)), rtol=1e-6)
     out = run("info", model)
     assert out.returncode == 0, out.stderr
-    assert "MLPClassifier" in out.stdout and "3 -> 16 (relu) -> 1 (logistic)" in out.stdout
+    assert "MLPClassifier" in out.stdout and "3 -> 16 (relu) -> 1 (logistic, binary_log_loss)" in out.stdout
     assert "classes: 2: setosa virginica" in out.stdout and "length, width, depth" in out.stdout
 
 
@@ -228,3 +233,18 @@ def test_table_mistakes_say_what_is_wrong(tmp_path):
     for args, code, message in cases:
         out = run(*args)
         assert out.returncode == code and message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+def test_quantile_regression_with_dropout_and_a_new_activation_from_the_command_line(tmp_path):
+    import fastbp
+
+    _write_tables(tmp_path)
+    model = tmp_path / "houses.fastbp"
+    out = run("train", "--data", tmp_path / "houses.csv", "--target", "price", "--epochs", "3", "--hidden", "8,4",
+              "--activation", "silu", "--dropout", "0.2", "--loss", "quantile", "--quantile", "0.9",
+              "--save", model)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    fitted = fastbp.load(model)
+    assert (fitted.loss, fitted.quantile, fitted.activation, fitted.dropout) == ("quantile", 0.9, "silu", 0.2)
+    info = run("info", model)
+    assert "8 (silu) -> 4 (silu) -> 1 (identity, quantile)" in info.stdout, info.stdout

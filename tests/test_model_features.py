@@ -160,8 +160,10 @@ def test_without_dropout_the_random_stream_is_scikit_learns():
 def test_per_layer_activations_reach_the_network_and_predictions():
     X = np.random.default_rng(2).normal(size=(80, 3))
     y = X @ [1.0, -2.0, 0.5]
-    reg = MLPRegressor(hidden_layer_sizes=(5, 4, 3), activation=["tanh", "gelu", "leaky_relu"], negative_slope=0.2, max_iter=20,
-                       random_state=0)  # fmt: skip
+    reg = MLPRegressor(
+        hidden_layer_sizes=(5, 4, 3), activation=["tanh", "gelu", "leaky_relu"], negative_slope=0.2, max_iter=20,
+        random_state=0,
+    )  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         reg.fit(X, y)
@@ -210,7 +212,9 @@ def _noisy_line(n=4000, seed=0):
 @pytest.mark.parametrize("q", [0.1, 0.5, 0.9])
 def test_quantile_loss_predicts_the_quantile(q):
     X, y = _noisy_line()
-    reg = MLPRegressor(hidden_layer_sizes=(16,), loss="quantile", quantile=q, learning_rate_init=0.01, max_iter=60, random_state=0)
+    reg = MLPRegressor(
+        hidden_layer_sizes=(16,), loss="quantile", quantile=q, learning_rate_init=0.01, max_iter=60, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         reg.fit(X, y)
@@ -329,8 +333,9 @@ def test_losses_equal_pytorchs_and_one_training_step_matches(loss):
     value, grad = net.loss_and_gradients(X, Y)
     assert value == pytest.approx(torch_loss.item(), rel=1e-6)
     assert rel_error(grad, np.concatenate([p.grad.numpy().ravel() for p in params])) < 1e-6
-    # one Adam step of a small network equals torch.optim.Adam's (no L2, eps as scikit-learn's)
-    opt = torch.optim.Adam(params, lr=0.01, eps=1e-8)
+    # one Adam step of a small network equals torch.optim.Adam's. scikit-learn's Adam (fastbp's) adds epsilon
+    # to sqrt(v), torch to sqrt(v / (1 - beta_2^t)): the same step at t = 1 with torch's eps = 1e-8 / sqrt(0.001)
+    opt = torch.optim.Adam(params, lr=0.01, eps=1e-8 / np.sqrt(1 - 0.999))
     opt.step()
     net.train_epoch(X, Y, len(X), fastbp.Adam(0.01), shuffle=False)
     np.testing.assert_allclose(net.params, np.concatenate([p.detach().numpy().ravel() for p in params]), rtol=1e-6)

@@ -127,8 +127,8 @@ def test_skl2onnx_converts_fastbp_models_and_pipelines(kind):
 def test_per_layer_activations_slope_and_robust_losses_export(dtype):
     X = X64.astype(dtype)
     model = fastbp.MLPRegressor(
-        hidden_layer_sizes=(6, 5, 4), activation=["leaky_relu", "silu", "elu"], negative_slope=0.3, loss="quantile", quantile=0.8,
-        max_iter=15, random_state=0,
+        hidden_layer_sizes=(6, 5, 4), activation=["leaky_relu", "silu", "elu"], negative_slope=0.3,
+        loss="quantile", quantile=0.8, max_iter=15, random_state=0,
     )  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -249,6 +249,9 @@ PARAMS = {
     "array sizes": dict(hidden_layer_sizes=np.array([4, 3])),
     "int size": dict(hidden_layer_sizes=4),
     "infinite patience": dict(n_iter_no_change=np.inf, early_stopping=True),
+    "beyond scikit-learn": dict(
+        hidden_layer_sizes=(4, 3), activation=["gelu", "leaky_relu"], negative_slope=0.2, dropout=[0.3, 0.0]
+    ),
 }
 
 
@@ -392,6 +395,11 @@ FIELDS = {
     "bad Adam t": lambda m: m["training"]["optimizer"].update(t=-1),
     "bad numpy tag": lambda m: m["params"].update(alpha={"numpy": "O", "value": 1}),
     "bad RandomState": lambda m: m["params"].update(random_state={"RandomState": {"keys": [1]}}),
+    "unknown activation": lambda m: m["params"].update(activation="swish"),
+    "unknown activation in a list": lambda m: m["params"].update(activation=["relu", "swish"]),
+    "activation list of the wrong length": lambda m: m["params"].update(activation=["relu"]),
+    "dropout list of the wrong length": lambda m: m["params"].update(dropout=[0.1, 0.1, 0.1]),
+    "dropout rate 1": lambda m: m["params"].update(dropout=1.0),
 }
 
 
@@ -407,7 +415,8 @@ def test_format_1_files_still_load_and_train(tmp_path, good_file):
     def as_version_1(meta):
         meta.update(format_version=1, label_type=meta.pop("labels")["type"])
         del meta["training"], meta["fitted"]["history_"], meta["fitted"]["validation_loss_curve_"]
-        del meta["params"]["class_weight"], meta["params"]["warmup_fraction"]  # fastbp 0.1.0 had neither
+        for later in ("class_weight", "warmup_fraction", "negative_slope", "dropout"):  # not in fastbp 0.1.0
+            del meta["params"][later]
         meta["params"]["hidden_layer_sizes"] = meta["params"]["hidden_layer_sizes"]["tuple"]
 
     parts = edit_meta(members(good_file), as_version_1)
@@ -422,3 +431,37 @@ def test_format_1_files_still_load_and_train(tmp_path, good_file):
         model.set_params(warm_start=True, early_stopping=False).fit(X, TARGETS["multiclass"][1])
         model.partial_fit(X, TARGETS["multiclass"][1])
     assert model.n_iter_ == 1
+
+
+@pytest.mark.parametrize(
+    "params", [dict(loss="quantile", quantile=0.8), dict(loss="huber", delta=0.3), dict(loss="absolute_error")]
+)
+def test_regression_losses_round_trip_as_pickle_does(tmp_path, params):
+    model = _fit(fastbp.MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0, **params), X[:, 0])
+    loaded, _ = _compare_with_pickle(model, tmp_path)
+    assert loaded._network().loss == params["loss"]
+
+
+def test_format_2_files_load_with_the_later_options_at_their_defaults(tmp_path, good_file):
+    def as_version_2(meta):
+        meta.update(format_version=2)
+        for later in ("negative_slope", "dropout"):
+            del meta["params"][later]
+
+    path = tmp_path / "v2.fastbp"
+    path.write_bytes(rebuild(edit_meta(members(good_file), as_version_2)))
+    model = fastbp.load(path)
+    assert model.dropout == 0.0 and model.negative_slope == 0.01
+    original = tmp_path / "good.fastbp"
+    original.write_bytes(good_file)
+    np.testing.assert_array_equal(model.predict_proba(X), fastbp.load(original).predict_proba(X))
+
+
+def test_a_regressor_file_whose_output_does_not_fit_its_loss_is_refused(tmp_path):
+    model = _fit(fastbp.MLPRegressor(hidden_layer_sizes=(4,), loss="huber", max_iter=2, random_state=0), X[:, 0])
+    fastbp.save(model, tmp_path / "good.fastbp")
+    path = tmp_path / "bad.fastbp"
+    parts = members((tmp_path / "good.fastbp").read_bytes())
+    path.write_bytes(rebuild(edit_meta(parts, lambda m: m["fitted"].update(out_activation_="exp"))))
+    with pytest.raises(ModelFileError, match="does not go with loss"):
+        fastbp.load(path)
