@@ -89,6 +89,10 @@ def format_table(table: dict) -> str:
         if "fastbp_shuffled" in row:
             cells[4] += f" (shuffled {row['fastbp_shuffled']:.3f})"
         lines.append(" | ".join(cells))
+    for key, row in sorted(table.items()):
+        options = [f"{name[7:]} {row[name] / row['fastbp']:.2f}" for name in row if name.startswith("option ")]
+        if options and row.get("fastbp"):
+            lines.append(f"\noptions, epoch / plain fastbp epoch, {key[0]} b{key[1]} {key[2]}: " + ", ".join(options))
     return "\n".join(lines)
 
 

@@ -40,3 +40,25 @@ def test_epoch_shuffled(benchmark, datasets, quick):
     benchmark.group = "epoch adam b128 float32"
     benchmark.extra_info.update(competitor="fastbp_shuffled", optimizer="adam", batch_size=128, dtype="float32")
     benchmark.pedantic(epoch, rounds=1 if quick else 3, warmup_rounds=1)
+
+
+OPTIONS = {
+    "dropout 0.2": {"dropout": 0.2},
+    "leaky_relu": {"activation": "leaky_relu"},
+    "elu": {"activation": "elu"},
+    "softplus": {"activation": "softplus"},
+    "gelu": {"activation": "gelu"},
+    "silu": {"activation": "silu"},
+}
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_epoch_with_options(benchmark, datasets, quick, option):
+    """What each option beyond scikit-learn costs at Adam batch 128 (target: dropout <= 10% over plain)."""
+    from fastbp.benchmarks import fastbp_network
+
+    data = datasets(np.float32)
+    epoch = fastbp_network(data, 128, "adam", **OPTIONS[option])
+    benchmark.group = "epoch adam b128 float32"
+    benchmark.extra_info.update(competitor=f"option {option}", optimizer="adam", batch_size=128, dtype="float32")
+    benchmark.pedantic(epoch, rounds=1 if quick else 3, warmup_rounds=1)

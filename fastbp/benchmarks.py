@@ -75,8 +75,9 @@ def gemm_floor(data: Data, batch_size: int, optimizer: str):
     return epoch
 
 
-def fastbp_network(data: Data, batch_size: int, optimizer: str, shuffle: bool = False):
-    net = fastbp.Network(SIZES, "relu", "softmax", dtype=data.dtype).initialize(0)
+def fastbp_network(data: Data, batch_size: int, optimizer: str, shuffle: bool = False, activation="relu", **options):
+    """One epoch of ``fastbp.Network.train_epoch``; ``options`` are Network's (dropout, ...)."""
+    net = fastbp.Network(SIZES, activation, "softmax", dtype=data.dtype, **options).initialize(0)
     opt = fastbp.Adam(LEARNING_RATE["adam"]) if optimizer == "adam" else fastbp.SGD(LEARNING_RATE["sgd"], 0.0)
     workspace = net.workspace(batch_size)
     rng = np.random.default_rng(0)

@@ -16,9 +16,9 @@ import scipy.sparse
 
 from fastbp.kernels import epoch as _epoch
 from fastbp.kernels import writable
-from fastbp.kernels.activations import ACTIVATIONS, bias_activation_forward
+from fastbp.kernels.activations import ACTIVATIONS
 from fastbp.kernels.blas import SCRATCH_BYTES
-from fastbp.kernels.dense import Model, Scratch, forward_to_output, network_forward
+from fastbp.kernels.dense import Model, hidden_forward, network_forward
 from fastbp.kernels.losses import DEFAULT_LOSS, LOSSES
 from fastbp.kernels.optimizers import ADAM, Step
 from fastbp.kernels.optimizers import SGD as _SGD_CODE
@@ -169,6 +169,7 @@ class Network:
             LOSSES[loss].code,
             dtype.type(loss_parameter),
         )
+        self._model_args = tuple(self._model)  # as the kernels take it (see fastbp.kernels.dense)
 
     # -- parameters -----------------------------------------------------------------------------------------
     @property
@@ -311,10 +312,10 @@ class Network:
         X, n = self._check_X(X)
         out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
         capacity = min(n, PREDICT_CHUNK_ROWS)
-        scratch = self._prediction_scratch(capacity, sum(self.layer_sizes[1:]))
+        acts = self._prediction_scratch(capacity * sum(self.layer_sizes[1:]))
         for start in range(0, n, capacity):
             stop = min(n, start + capacity)
-            out[start:stop] = network_forward(_row_range(X, start, stop), self.params, self._model, scratch)
+            out[start:stop] = network_forward(_row_range(X, start, stop), self.params, self._model_args, acts, capacity)
         return out
 
     def hidden(self, X: np.ndarray, layer: int = -1) -> np.ndarray:
@@ -339,29 +340,23 @@ class Network:
         X, n = self._check_X(X)
         out = np.empty((n, self.layer_sizes[layer + 1]), dtype=self.dtype)
         capacity = min(n, PREDICT_CHUNK_ROWS)
-        scratch = self._prediction_scratch(capacity, sum(self.layer_sizes[1 : layer + 2]))
-        model = self._model._replace(layers=self.layers[: layer + 1])
-        code, parameter, bias = model.activations[layer], model.activation_params[layer], self.intercepts[layer]
+        acts = self._prediction_scratch(capacity * sum(self.layer_sizes[1 : layer + 2]))
+        model = tuple(self._model._replace(layers=self.layers[: layer + 1]))
         for start in range(0, n, capacity):
             stop = min(n, start + capacity)
-            # the layers up to this one; its product comes back before bias and activation, added here
-            Z = forward_to_output(_row_range(X, start, stop), self.params, model, scratch, -1)
-            bias_activation_forward(Z, bias, code, parameter, scratch.pre.reshape(0, Z.shape[1]))
-            out[start:stop] = Z
+            out[start:stop] = hidden_forward(_row_range(X, start, stop), self.params, model, acts, capacity, layer)
         return out
 
-    def _prediction_scratch(self, capacity: int, width: int) -> Scratch:
-        """Scratch for predictions of up to ``capacity`` rows through layers of ``width`` units in all.
+    def _prediction_scratch(self, size: int) -> np.ndarray:
+        """Activation scratch for predictions, one per thread, kept between calls.
 
-        The activations buffer is kept between calls, one per thread: reusing it saves fresh pages on every
-        call (~1 ms of page faults for 10,000 rows); one per thread keeps concurrent predictions apart.
-        Prediction keeps no z and no delta: those buffers are empty.
+        Reusing it saves fresh pages on every call (~1 ms of page faults for 10,000 rows); one per thread
+        keeps concurrent predictions apart.
         """
-        acts = getattr(self._scratch, "acts", None)
-        if acts is None or acts.size < capacity * width:
-            acts = self._scratch.acts = np.empty(capacity * width, dtype=self.dtype)
-        empty = acts[:0]
-        return Scratch(acts, empty, empty, empty, capacity, _NO_BYTES)
+        held = getattr(self._scratch, "acts", None)
+        if held is None or held.size < size:
+            held = self._scratch.acts = np.empty(size, dtype=self.dtype)
+        return held
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -405,10 +400,19 @@ class Network:
             raise ZeroDivisionError("Weights sum to zero, can't be normalized")
         grads = np.empty_like(self.params)
         buffers = {name: np.empty(shape, self.dtype) for name, shape in self._workspace_shapes(n).items()}
-        scratch = Scratch(buffers["acts"], buffers["pre"], buffers["delta_a"], buffers["delta_b"], n, _blas_scratch())
+        scratch = (buffers["acts"], buffers["pre"], buffers["delta_a"], buffers["delta_b"], n, _blas_scratch())
         key = -1 if dropout_seed is None else _dropout_seed(dropout_seed)
         loss = _epoch.loss_and_gradient(
-            X, Y, sample_weight, self.params, grads, self._model, self.n_weights, self.dtype.type(alpha), scratch, key
+            X,
+            Y,
+            sample_weight,
+            self.params,
+            grads,
+            self._model_args,
+            self.n_weights,
+            self.dtype.type(alpha),
+            scratch,
+            key,
         )
         return float(loss), grads
 
@@ -558,8 +562,17 @@ class Network:
         beta_1, beta_2, epsilon = (
             (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) if code == ADAM else (0.0, 0.0, 0.0)
         )
-        settings = Step(
-            code, dt(optimizer.learning_rate), dt(momentum), bool(nesterov), dt(beta_1), dt(beta_2), dt(epsilon), dt(1)
+        settings = tuple(  # plain, as the kernels take it
+            Step(
+                code,
+                dt(optimizer.learning_rate),
+                dt(momentum),
+                bool(nesterov),
+                dt(beta_1),
+                dt(beta_2),
+                dt(epsilon),
+                dt(1),
+            )
         )
         if dropout_seed is not None:
             dropout_seed = _dropout_seed(dropout_seed)
@@ -569,12 +582,17 @@ class Network:
             dropout_seed = int(draw(2**32, dtype=np.int64))
         else:
             dropout_seed = -1
-        scratch = Scratch(
-            workspace.acts, workspace.pre, workspace.delta_a, workspace.delta_b, workspace.batch_size, _blas_scratch()
+        scratch = (
+            workspace.acts,
+            workspace.pre,
+            workspace.delta_a,
+            workspace.delta_b,
+            workspace.batch_size,
+            _blas_scratch(),
         )
         try:
             total, done, t = _epoch.train_epoch(
-                X, Y, sample_weight, order, batch_size, self.params, workspace.grads, self._model, self.n_weights,
+                X, Y, sample_weight, order, batch_size, self.params, workspace.grads, self._model_args, self.n_weights,
                 dt(alpha), settings, learning_rates, optimizer.t if code == ADAM else 0, state_a, state_b,
                 _gather_buffer(X, order, batch_size, workspace), workspace.Y_batch, workspace.weight_batch, scratch,
                 dropout_seed,
@@ -592,9 +610,6 @@ class Network:
         if code == ADAM:
             optimizer.t = int(t)
         return total / visited
-
-
-_NO_BYTES = np.empty(0, np.uint8)
 
 
 def _blas_scratch() -> np.ndarray:

@@ -23,7 +23,6 @@ SCRIPT = textwrap.dedent(
         np.array([[0, 4, 2, 8]], dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, f), np.zeros(0, np.int64),
         np.zeros(0, f), np.zeros(0, f), 0, f(0.5),
     )
-    scratch = dense.Scratch(np.ones(6, f), np.ones(0, f), np.ones(0, f), np.ones(0, f), 3, np.ones(0, np.uint8))
     step = optimizers.Step(1, f(.5), f(.5), True, f(.5), f(.5), f(.5), f(.5))
     calls = [  # every branch of each dispatcher is compiled, whichever code the call takes
         (optimizers.update_range, (p, p.copy(), p.copy(), p.copy(), 0, 5, f(0), step)),
@@ -31,7 +30,7 @@ SCRIPT = textwrap.dedent(
         (activations.activation_backward, (Z, Z.copy(), Z.copy(), 0, f(0.01), b)),
         (losses.output_loss_backward, (Z, b, Z.copy(), w, 0, f(0.5), Z.copy(), b.copy())),
         (dropout.dropout_backward, (Z, Z.copy(), 1000, f(1.25), f(0.8), 7)),
-        (dense.network_forward, (Z, p, model, scratch)),
+        (dense.network_forward, (Z, p, tuple(model), np.ones(6, f), 3)),
     ]
     for kernel, args in calls:
         kernel(*args)

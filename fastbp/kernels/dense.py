@@ -18,7 +18,10 @@ layer's b, the order of scikit-learn's ``_pack``. Gradients use the same layout.
 kernels as one :data:`Model` tuple: ``layers`` is an int64 table with one row per layer ``(W offset, fan_in,
 fan_out, b offset)``; per hidden layer an activation code and parameter and the dropout threshold
 (``p * 2^32``, 0 for none), scale ``1 / (1 - p)`` and keep fraction ``1 - p``; the output/loss code and the
-loss's parameter. Scratch buffers travel as one :data:`Scratch` tuple.
+loss's parameter. Scratch buffers travel as one :data:`Scratch` tuple. The kernels Python calls
+(``network_forward``, ``hidden_forward``, ``epoch.train_epoch``, ``epoch.loss_and_gradient``) take both as plain
+tuples in these fields' order and name them inside: numba dispatches a plain tuple in C and a namedtuple in
+Python (0.6 us per argument, measured; 3 us of a 15 us one-row prediction with the two).
 """
 
 from __future__ import annotations
@@ -103,11 +106,36 @@ def forward_to_output(X, params, model, scratch, dropout_key):
 
 
 @jit
-def network_forward(X, params, model, scratch):
-    """Forward pass over the rows of X, no dropout; returns the outputs (a view of ``scratch.acts``)."""
+def network_forward(X, params, model, acts, capacity):
+    """Forward pass over the rows of X, no dropout; returns the outputs (a view of ``acts``).
+
+    ``model``: a plain tuple in :data:`Model` order; ``acts`` holds ``capacity`` rows of every layer's outputs.
+    """
+    model, scratch = Model(*model), _prediction_scratch(acts, capacity)
     out = forward_to_output(X, params, model, scratch, -1)
     output_forward(out, bias(params, model.layers, model.layers.shape[0] - 1), model.loss)
     return out
+
+
+@jit(inline="always")
+def _prediction_scratch(acts, capacity):
+    """Scratch for a forward pass without dropout: no z to keep, no delta, no gemm arguments."""
+    return Scratch(acts, acts[:0], acts[:0], acts[:0], capacity, np.empty(0, np.uint8))
+
+
+@jit
+def hidden_forward(X, params, model, acts, capacity, layer):
+    """Hidden layer ``layer``'s activations over the rows of X, no dropout (a view of ``acts``).
+
+    ``model`` (plain tuple, :data:`Model` order) holds the layers up to ``layer`` only.
+    """
+    model, scratch = Model(*model), _prediction_scratch(acts, capacity)
+    Z = forward_to_output(X, params, model, scratch, -1)  # the layer's product, before bias and activation
+    pre = scratch.pre.reshape((0, Z.shape[1]))  # keeps no z
+    bias_activation_forward(
+        Z, bias(params, model.layers, layer), model.activations[layer], model.activation_params[layer], pre
+    )
+    return Z
 
 
 @jit

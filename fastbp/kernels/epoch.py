@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastbp._jit import jit
-from fastbp.kernels.dense import network_forward_backward
+from fastbp.kernels.dense import Model, Scratch, network_forward_backward
 from fastbp.kernels.dropout import mix32
 from fastbp.kernels.inputs import input_gather, input_rows, n_rows
 from fastbp.kernels.optimizers import ADAM, NO_UPDATE, Step, squared_norm
@@ -37,17 +37,20 @@ def train_epoch(
 ):  # fmt: skip
     """Train one epoch; returns ``(sum over batches of batch_loss * batch_rows, rows done, adam_t)``.
 
-    ``X`` is a dense array or a CSR tuple (:mod:`fastbp.kernels.inputs`); ``X_batch`` the matching gather
-    buffer (a 2-D array, or CSR buffers), for ``scratch.capacity`` rows. ``order`` lists the rows to visit,
-    each at most once (a permutation of all rows, or of the training rows when a validation set is held out);
-    size 0: every row in order, read in place without a copy. ``sample_weight`` of size 0 means unit weights.
-    ``settings`` is a :data:`~fastbp.kernels.optimizers.Step` holding the optimizer's code and
-    hyperparameters (its ``scale`` is unused); ``step_rates`` one learning rate per batch (a schedule stepped
-    inside the epoch) or nothing (``settings.learning_rate`` throughout). ``state_a``/``state_b`` are the
-    velocity (SGD) or the first and second moments (Adam). ``dropout_seed`` (0 to 2^32 - 1) keys this epoch's
-    dropout masks, one key per batch; -1 for none. The epoch stops early, with ``rows done < n``, as soon as
-    a batch's loss or the parameters stop being finite; the caller then discards the parameters.
+    ``model``, ``scratch`` and ``settings``: plain tuples in ``dense.Model``, ``dense.Scratch`` and
+    ``optimizers.Step`` order (see :mod:`fastbp.kernels.dense`); ``settings`` holds the optimizer's code and
+    hyperparameters (its ``scale`` is unused). ``X`` is a dense array or a CSR tuple
+    (:mod:`fastbp.kernels.inputs`); ``X_batch`` the matching gather buffer (a 2-D array, or CSR buffers),
+    for ``scratch.capacity`` rows. ``order`` lists the rows to visit, each at most once (a permutation of all
+    rows, or of the training rows when a validation set is held out); size 0: every row in order, read in
+    place without a copy. ``sample_weight`` of size 0 means unit weights. ``step_rates`` holds one learning
+    rate per batch (a schedule stepped inside the epoch) or nothing (``settings.learning_rate`` throughout).
+    ``state_a``/``state_b`` are the velocity (SGD) or the first and second moments (Adam). ``dropout_seed``
+    (0 to 2^32 - 1) keys this epoch's dropout masks, one key per batch; -1 for none. The epoch stops early,
+    with ``rows done < n``, as soon as a batch's loss or the parameters stop being finite; the caller then
+    discards the parameters.
     """
+    model, scratch, settings = Model(*model), Scratch(*scratch), Step(*settings)  # plain tuples from Python
     n = order.shape[0] if order.shape[0] > 0 else n_rows(X)
     dtype = params.dtype.type
     half_alpha = dtype(0.5) * alpha
@@ -98,6 +101,7 @@ def loss_and_gradient(X, Y, sample_weight, params, grads, model, n_weights, alph
 
     ``dropout_key`` >= 0 applies dropout with that mask key (:mod:`fastbp.kernels.dropout`); -1 none.
     """
+    model, scratch = Model(*model), Scratch(*scratch)  # plain tuples from Python (see kernels.dense)
     dtype = params.dtype.type
     m = n_rows(X)
     no_order = np.empty(0, dtype=np.int64)
