@@ -76,6 +76,11 @@ def activation_offset(layers, l, capacity):
     return offset
 
 
+@jit(inline="always")
+def NO_DROPOUT():  # noqa: N802 - a constant: int64 -1, not Literal[-1], which would be another specialization
+    return np.int64(-1)
+
+
 @jit
 def forward_to_output(X, params, model, scratch, dropout_key):
     """Every layer's product, with bias, activation (and dropout, when training with it) fused in for the
@@ -112,7 +117,7 @@ def network_forward(X, params, model, acts, capacity):
     ``model``: a plain tuple in :data:`Model` order; ``acts`` holds ``capacity`` rows of every layer's outputs.
     """
     model, scratch = Model(*model), _prediction_scratch(acts, capacity)
-    out = forward_to_output(X, params, model, scratch, -1)
+    out = forward_to_output(X, params, model, scratch, NO_DROPOUT())
     output_forward(out, bias(params, model.layers, model.layers.shape[0] - 1), model.loss)
     return out
 
@@ -130,7 +135,7 @@ def hidden_forward(X, params, model, acts, capacity, layer):
     ``model`` (plain tuple, :data:`Model` order) holds the layers up to ``layer`` only.
     """
     model, scratch = Model(*model), _prediction_scratch(acts, capacity)
-    Z = forward_to_output(X, params, model, scratch, -1)  # the layer's product, before bias and activation
+    Z = forward_to_output(X, params, model, scratch, NO_DROPOUT())  # the layer's product, before bias and activation
     pre = scratch.pre.reshape((0, Z.shape[1]))  # keeps no z
     bias_activation_forward(
         Z, bias(params, model.layers, layer), model.activations[layer], model.activation_params[layer], pre
@@ -211,5 +216,6 @@ def network_forward_backward(
             delta_prev, A_prev, pre, model.activations[h], model.activation_params[h], bias(grads, layers, h)
         )
         delta = delta_prev
-    w, b = layer_gradient_step(X, delta, params, grads, state_a, state_b, layers, 0, l2, step, scratch.blas)
+    first = np.int64(0)  # not the literal 0: numba would compile layer_gradient_step once more for it (1.2 s)
+    w, b = layer_gradient_step(X, delta, params, grads, state_a, state_b, layers, first, l2, step, scratch.blas)
     return loss, w_sq + w, b_sq + b
