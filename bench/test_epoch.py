@@ -44,6 +44,8 @@ def test_epoch_shuffled(benchmark, datasets, quick):
 
 OPTIONS = {
     "dropout 0.2": {"dropout": 0.2},
+    "logistic": {"activation": "logistic"},
+    "tanh": {"activation": "tanh"},
     "leaky_relu": {"activation": "leaky_relu"},
     "elu": {"activation": "elu"},
     "softplus": {"activation": "softplus"},

@@ -125,7 +125,7 @@ def network_forward(X, params, model, acts, capacity):
 @jit(inline="always")
 def _prediction_scratch(acts, capacity):
     """Scratch for a forward pass without dropout: no z to keep, no delta, no gemm arguments."""
-    return Scratch(acts, acts[:0], acts[:0], acts[:0], capacity, np.empty(0, np.uint8))
+    return Scratch(acts, acts[:0], acts[:0], acts[:0], capacity, acts[:0].view(np.uint8))
 
 
 @jit
