@@ -21,6 +21,7 @@ import numpy as np
 from fastbp.estimators import MLPClassifier, MLPRegressor
 from fastbp.kernels.activations import ACTIVATIONS
 from fastbp.kernels.losses import LOSSES
+from fastbp.optimizers import OPTIMIZERS
 from fastbp.tables import FORMATS, read_table, write_predictions
 
 NAMED_DATA = ("auto", "fashion-mnist", "mnist", "synthetic")
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     train.add_argument("--quantile", type=_open_fraction, help="the quantile --loss quantile predicts")
     train.add_argument("--delta", type=_finite_positive, default=1.0, help="--loss huber's threshold")
-    train.add_argument("--solver", choices=["adam", "sgd"], default="adam")
+    train.add_argument("--solver", choices=sorted(OPTIMIZERS), default="adam")
     train.add_argument("--learning-rate", type=_finite_positive, default=1e-3)
     train.add_argument("--batch-size", type=_positive_int, default=128)
     train.add_argument("--epochs", type=_positive_int, default=10)

@@ -72,10 +72,10 @@ from fastbp.kernels.activations import ACTIVATIONS
 from fastbp.kernels.inputs import all_finite
 from fastbp.kernels.losses import LOSSES
 from fastbp.network import DivergenceError, Network
-from fastbp.optimizers import SGD, Adam
+from fastbp.optimizers import OPTIMIZERS
 from fastbp.reference import LOSSES as REFERENCE_LOSSES
 
-_STOCHASTIC_SOLVERS = ("sgd", "adam")
+_STOCHASTIC_SOLVERS = tuple(OPTIMIZERS)  # "sgd", "adam"; and "lbfgs"
 _ADAPTIVE_DIVISOR = 5.0  # learning_rate="adaptive" divides the rate by this after a stall (scikit-learn's)
 _ADAPTIVE_MIN_RATE = 1e-6  # ... until the rate is this small; then a stall stops training
 _NON_FINITE = (
@@ -127,7 +127,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         "activation": [StrOptions(set(ACTIVATIONS)), list, tuple],
         "negative_slope": [Interval(Real, 0, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
-        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "solver": [StrOptions({"lbfgs", *OPTIMIZERS})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "cosine"})],
@@ -446,9 +446,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
                 self.best_validation_score_ = None
 
     def _make_optimizer(self):
-        if self.solver == "sgd":
-            return SGD(self.learning_rate_init, self.momentum, self.nesterovs_momentum)
-        return Adam(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
+        return OPTIMIZERS[self.solver].from_estimator(self)
 
     def _validation_split(self, X, Y, sample_weight):
         """scikit-learn's split (stratified for single-output classifiers), from the same random stream.

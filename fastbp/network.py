@@ -20,9 +20,8 @@ from fastbp.kernels.activations import ACTIVATIONS
 from fastbp.kernels.blas import SCRATCH_BYTES
 from fastbp.kernels.dense import Model, hidden_forward, network_forward
 from fastbp.kernels.losses import DEFAULT_LOSS, LOSSES
-from fastbp.kernels.optimizers import ADAM, Step
-from fastbp.kernels.optimizers import SGD as _SGD_CODE
-from fastbp.optimizers import SGD, Adam
+from fastbp.kernels.optimizers import Step
+from fastbp.optimizers import OPTIMIZERS, SGD, Adam
 
 PREDICT_CHUNK_ROWS = 4096  # rows per compiled forward call: bounds prediction scratch to a few MB
 
@@ -549,31 +548,15 @@ class Network:
             learning_rates = np.ascontiguousarray(learning_rates, dtype=self.dtype)
             if learning_rates.shape != (n_batches,) or not (np.isfinite(learning_rates) & (learning_rates > 0)).all():
                 raise ValueError(f"learning_rates must hold {n_batches} positive finite rates, one per batch")
-        if isinstance(optimizer, Adam):
-            code, state_a, state_b = ADAM, optimizer.m, optimizer.v
-            momentum, nesterov = 0.0, False
-        elif isinstance(optimizer, SGD):
-            code, state_a, state_b = _SGD_CODE, optimizer.velocity, optimizer.velocity
-            momentum, nesterov = optimizer.momentum, optimizer.nesterov
-        else:
-            raise TypeError(f"optimizer must be fastbp.SGD or fastbp.Adam, got {type(optimizer).__name__}")
+        if type(optimizer) not in OPTIMIZERS.values():
+            names = " or ".join(f"fastbp.{cls.__name__}" for cls in OPTIMIZERS.values())
+            raise TypeError(f"optimizer must be {names}, got {type(optimizer).__name__}")
+        (code, rate, *floats), (state_a, state_b), t = optimizer.kernel_settings()
         state = (state_a,) if state_a is state_b else (state_a, state_b)  # SGD passes its velocity twice
         backup = [a.copy() for a in (self.params, *state)]
-        beta_1, beta_2, epsilon = (
-            (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) if code == ADAM else (0.0, 0.0, 0.0)
-        )
-        settings = tuple(  # plain, as the kernels take it
-            Step(
-                code,
-                dt(optimizer.learning_rate),
-                dt(momentum),
-                bool(nesterov),
-                dt(beta_1),
-                dt(beta_2),
-                dt(epsilon),
-                dt(1),
-            )
-        )
+        momentum, nesterov, beta_1, beta_2, epsilon = floats
+        # plain, as the kernels take it
+        settings = tuple(Step(code, dt(rate), dt(momentum), nesterov, dt(beta_1), dt(beta_2), dt(epsilon), dt(1)))
         if dropout_seed is not None:
             dropout_seed = _dropout_seed(dropout_seed)
         elif any(self.dropout):
@@ -591,9 +574,9 @@ class Network:
             _blas_scratch(),
         )
         try:
-            total, done, t = _epoch.train_epoch(
+            total, done, adam_t = _epoch.train_epoch(
                 X, Y, sample_weight, order, batch_size, self.params, workspace.grads, self._model_args, self.n_weights,
-                dt(alpha), settings, learning_rates, optimizer.t if code == ADAM else 0, state_a, state_b,
+                dt(alpha), settings, learning_rates, t, state_a, state_b,
                 _gather_buffer(X, order, batch_size, workspace), workspace.Y_batch, workspace.weight_batch, scratch,
                 dropout_seed,
             )  # fmt: skip
@@ -607,8 +590,8 @@ class Network:
                 "the loss or the parameters became inf or NaN during this epoch; parameters were restored to "
                 f"their values before it. Lower the learning rate or scale the inputs and targets{hint}."
             )
-        if code == ADAM:
-            optimizer.t = int(t)
+        if "t" in optimizer.counters:
+            optimizer.t = int(adam_t)
         return total / visited
 
 

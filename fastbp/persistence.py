@@ -36,6 +36,7 @@ import numpy as np
 
 from fastbp.kernels.activations import ACTIVATIONS
 from fastbp.kernels.losses import LOSSES
+from fastbp.optimizers import OPTIMIZERS
 
 FORMAT_VERSION = 3  # 3: activations beyond scikit-learn's, per-layer lists, dropout, robust and quantile losses
 _MAX_METADATA_BYTES = 1 << 20
@@ -248,21 +249,13 @@ def _encode_model(estimator) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays["classes"] = classes
     meta["training"] = {"no_improvement_count": _encode(state.get("_no_improvement_count", 0), "training state")}
     optimizer = state.get("_optimizer")
-    if isinstance(optimizer, fastbp.Adam) and optimizer.m is not None:
+    if optimizer is not None and all(getattr(optimizer, name) is not None for name in optimizer.state):
         meta["training"]["optimizer"] = {
-            "kind": "adam",
-            **{k: float(getattr(optimizer, k)) for k in ("learning_rate", "beta_1", "beta_2", "epsilon")},
-            "t": int(optimizer.t),
+            "kind": optimizer.name,
+            **{k: _plain(getattr(optimizer, k)) for k in optimizer.hyperparameters},
+            **{k: int(getattr(optimizer, k)) for k in optimizer.counters},
         }
-        arrays |= {"optimizer_m": optimizer.m, "optimizer_v": optimizer.v}
-    elif isinstance(optimizer, fastbp.SGD) and optimizer.velocity is not None:
-        meta["training"]["optimizer"] = {
-            "kind": "sgd",
-            "learning_rate": float(optimizer.learning_rate),
-            "momentum": float(optimizer.momentum),
-            "nesterov": bool(optimizer.nesterov),
-        }
-        arrays["optimizer_velocity"] = optimizer.velocity
+        arrays |= {f"optimizer_{name}": getattr(optimizer, name) for name in optimizer.state}
     best = state.get("_best_params")
     if isinstance(best, np.ndarray) and best.shape == net.params.shape:
         arrays["best_params"] = best.astype(net.dtype, copy=False)
@@ -423,20 +416,13 @@ def _training_state(meta: dict) -> dict:
     _require(_is_int(training.get("no_improvement_count"), 0), "invalid no_improvement_count")
     optimizer = training.get("optimizer")
     if optimizer is not None:
-        _require(isinstance(optimizer, dict) and optimizer.get("kind") in ("sgd", "adam"), "invalid optimizer")
-        rate = optimizer.get("learning_rate")
-        _require(_is_float(rate) and rate > 0, "invalid optimizer learning_rate")
-        if optimizer["kind"] == "adam":
-            _require(set(optimizer) == {"kind", "learning_rate", "beta_1", "beta_2", "epsilon", "t"}, "invalid Adam")
-            _require(
-                all(_is_float(optimizer[k]) and 0 <= optimizer[k] < 1 for k in ("beta_1", "beta_2")), "invalid Adam"
-            )
-            _require(_is_float(optimizer["epsilon"]) and optimizer["epsilon"] > 0, "invalid Adam epsilon")
-            _require(_is_int(optimizer["t"], 0), "invalid Adam t")
-        else:
-            _require(set(optimizer) == {"kind", "learning_rate", "momentum", "nesterov"}, "invalid SGD")
-            _require(_is_float(optimizer["momentum"]) and 0 <= optimizer["momentum"] <= 1, "invalid SGD momentum")
-            _require(isinstance(optimizer["nesterov"], bool), "invalid SGD nesterov")
+        _require(isinstance(optimizer, dict) and optimizer.get("kind") in OPTIMIZERS, "invalid optimizer")
+        kind = OPTIMIZERS[optimizer["kind"]]
+        _require(set(optimizer) == {"kind", *kind.hyperparameters, *kind.counters}, f"invalid {kind.__name__}")
+        for name, valid in kind.hyperparameters.items():
+            _require(valid(optimizer[name]), f"invalid {kind.__name__} {name}")
+        for name in kind.counters:
+            _require(_is_int(optimizer[name], 0), f"invalid {kind.__name__} {name}")
     return training
 
 
@@ -494,11 +480,11 @@ def _load(archive: zipfile.ZipFile):
     n_params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
     _require(n_params * dtype.itemsize * 4 <= _MAX_MODEL_BYTES, f"the model declares {n_params} parameters")
     labels = meta.get("labels") if meta["format_version"] > 1 else {"type": meta.get("label_type")}
-    optimizer_arrays = {"adam": ("m", "v"), "sgd": ("velocity",), None: ()}
     kind = (training.get("optimizer") or {}).get("kind")
+    optimizer_arrays = OPTIMIZERS[kind].state if kind else ()
     expected = {f"coef_{i}.npy" for i in range(n_layers)} | {f"intercept_{i}.npy" for i in range(n_layers)}
     expected |= {"metadata.json", "feature_names_in.npy", "best_params.npy"}
-    expected |= {f"optimizer_{a}.npy" for a in optimizer_arrays[kind]}
+    expected |= {f"optimizer_{a}.npy" for a in optimizer_arrays}
     expected |= {"classes.npy"} if name == "MLPClassifier" else set()
     unexpected = set(archive.namelist()) - expected
     _require(not unexpected, f"unexpected members {sorted(unexpected)[:5]}")
@@ -515,7 +501,7 @@ def _load(archive: zipfile.ZipFile):
     best = None
     if "best_params.npy" in archive.namelist():
         best = _read_array(archive, "best_params", [(n_params,)], dtype)
-    state = [_read_array(archive, f"optimizer_{a}", [(n_params,)], dtype) for a in optimizer_arrays[kind]]
+    state = [_read_array(archive, f"optimizer_{a}", [(n_params,)], dtype) for a in optimizer_arrays]
     for i, (W, b) in enumerate(zip(coefs, intercepts)):
         _require(np.isfinite(W).all() and np.isfinite(b).all(), f"layer {i}: non-finite weights")
     for key, value in fitted.items():
@@ -532,17 +518,16 @@ def _load(archive: zipfile.ZipFile):
     return estimator
 
 
-def _restore_optimizer(settings: dict | None, state: list[np.ndarray]):
-    from fastbp.optimizers import SGD, Adam
+def _plain(value) -> float | bool:
+    """An optimizer hyperparameter as JSON keeps it: a bool stays a bool, every number becomes a float."""
+    return bool(value) if isinstance(value, (bool, np.bool_)) else float(value)
 
+
+def _restore_optimizer(settings: dict | None, state: list[np.ndarray]):
     if settings is None:
         return None
-    if settings["kind"] == "adam":
-        m, v = state
-        return Adam(
-            settings["learning_rate"], settings["beta_1"], settings["beta_2"], settings["epsilon"], settings["t"], m, v
-        )
-    return SGD(settings["learning_rate"], settings["momentum"], settings["nesterov"], state[0])
+    kind = OPTIMIZERS[settings["kind"]]
+    return kind(**{k: v for k, v in settings.items() if k != "kind"}, **dict(zip(kind.state, state)))
 
 
 def _restore_labels(estimator, classes: np.ndarray, labels: dict, n_outputs: int) -> None:

@@ -253,8 +253,9 @@ def test_robust_losses_are_summed_over_outputs(loss):
     assert reg.predict(X).shape == Y.shape
 
 
-def test_every_activation_and_loss_is_a_choice_everywhere():
-    """Names come from the registries: the estimators, the CLI and model files accept every one."""
+def test_every_activation_loss_and_optimizer_is_a_choice_everywhere():
+    """Names come from the registries: the estimators and the CLI accept every one (model files: see
+    test_persistence's round trips over the registries' names)."""
     from fastbp import cli
 
     parser = cli.build_parser()
@@ -265,6 +266,10 @@ def test_every_activation_and_loss_is_a_choice_everywhere():
     constraints = MLPRegressor._parameter_constraints
     assert constraints["loss"][0].options == set(choices["loss"])
     assert MLPClassifier._parameter_constraints["activation"][0].options == set(ACTIVATIONS)
+    from fastbp.optimizers import OPTIMIZERS
+
+    assert set(choices["solver"]) == set(OPTIMIZERS) == {"sgd", "adam"}
+    assert MLPClassifier._parameter_constraints["solver"][0].options == {"lbfgs", *OPTIMIZERS}
 
 
 torch = None
