@@ -411,6 +411,13 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
                 f"the network has layers {net.layer_sizes} but this data needs {tuple(layer_units)}; "
                 "fit again without warm_start to change hidden_layer_sizes or the number of outputs"
             )
+        wanted = self._new_network(net.layer_sizes, net.dtype, self.__dict__)
+        if (wanted.hidden_activations, wanted.options()) != (net.hidden_activations, net.options()):
+            # warm_start / partial_fit after set_params(activation=..., dropout=..., ...): continue from the
+            # same weights with the options asked for now, as scikit-learn reads them at every fit
+            wanted.params[:] = net.params
+            self._adopt(wanted)
+            net = wanted
         if self.solver in _STOCHASTIC_SOLVERS:
             self._fit_stochastic(net, X, Y, sample_weight, incremental, validation)
         else:

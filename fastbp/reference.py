@@ -22,11 +22,6 @@ LOSSES = {
 }
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _mix32(x):
     """The dropout kernels' 32-bit hash (fastbp.kernels.dropout.mix32), on uint64 arrays."""
     x = np.asarray(x, dtype=np.uint64) & np.uint64(0xFFFFFFFF)

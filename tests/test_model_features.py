@@ -373,3 +373,20 @@ def test_scikit_learn_estimator_checks_with_the_new_options(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
+
+
+def test_warm_start_follows_changed_options_from_the_same_weights():
+    """set_params between fits (e.g. dropout off to fine-tune) must reach the network, from the same weights."""
+    X = np.random.default_rng(5).normal(size=(60, 4))
+    y = np.arange(60) % 2
+    clf = MLPClassifier((6,), dropout=0.3, activation="tanh", max_iter=2, random_state=0, warm_start=True,
+                        shuffle=False, batch_size=60, alpha=0.0)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        twin = fastbp.Network((4, 6, 1), "gelu", "logistic").set_parameters(clf.coefs_, clf.intercepts_)
+        clf.set_params(dropout=0.0, activation="gelu", max_iter=1)
+        clf.fit(X, y)
+    assert clf._net.dropout == (0.0,) and clf._net.hidden_activations == ("gelu",)
+    twin.train_epoch(X, y.reshape(-1, 1).astype(float), 60, fastbp.Adam(), shuffle=False)  # fit: a fresh Adam
+    np.testing.assert_array_equal(clf._net.params, twin.params)

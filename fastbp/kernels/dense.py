@@ -21,7 +21,7 @@ fan_out, b offset)``; per hidden layer an activation code and parameter and the 
 loss's parameter. Scratch buffers travel as one :data:`Scratch` tuple. The kernels Python calls
 (``network_forward``, ``hidden_forward``, ``epoch.train_epoch``, ``epoch.loss_and_gradient``) take both as plain
 tuples in these fields' order and name them inside: numba dispatches a plain tuple in C and a namedtuple in
-Python (0.6 us per argument, measured; 3 us of a 15 us one-row prediction with the two).
+Python (measured, one 8-field argument: 0.61 us a call as a tuple, 1.22 us as a namedtuple).
 """
 
 from __future__ import annotations
