@@ -149,6 +149,30 @@ BAD_INPUT = [
         "test_size=0.0",
     ),
     (
+        "activation list of the wrong length",
+        lambda X, y: fastbp.MLPClassifier((5, 4), activation=["relu"]).fit(X, y),
+        ValueError,
+        "activation lists 1 values but the network has 2 hidden layers",
+    ),
+    (
+        "dropout with lbfgs",
+        lambda X, y: fastbp.MLPClassifier(solver="lbfgs", dropout=0.2).fit(X, y),
+        ValueError,
+        "needs solver='sgd' or 'adam'",
+    ),
+    (
+        "dropout rate 1",
+        lambda X, y: fastbp.MLPClassifier(dropout=1.0).fit(X, y),
+        ValueError,
+        "dropout",
+    ),
+    (
+        "quantile loss without a quantile",
+        lambda X, y: fastbp.MLPRegressor(loss="quantile").fit(X, y.astype(float)),
+        ValueError,
+        "needs the quantile",
+    ),
+    (
         "float32 targets beyond float32's range of squares",
         lambda X, y: fastbp.MLPRegressor().fit(X.astype(np.float32), y * 1e30),
         fastbp.DivergenceError,
