@@ -10,7 +10,7 @@ from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
 
 import fastbp
-from fastbp.kernels.activations import ACTIVATION_CODES
+from fastbp.kernels.activations import ACTIVATIONS
 from fastbp.kernels.losses import LOSSES
 from fastbp.onnx_export import ONNX_ACTIVATIONS
 
@@ -63,7 +63,7 @@ def _check(model, X, outputs, tolerance):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("activation", sorted(ACTIVATION_CODES))
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
 @pytest.mark.parametrize("kind", list(TARGETS))
 def test_onnxruntime_predicts_what_fastbp_predicts(kind, activation, dtype):
     model = _fit(kind, activation, dtype)
@@ -82,7 +82,7 @@ def test_a_float32_model_on_float64_input_computes_in_float64():
 
 def test_every_activation_and_output_fastbp_trains_has_an_onnx_operator():
     """A new activation or output in the kernels' registry must come with its export."""
-    assert set(ONNX_ACTIVATIONS) == set(ACTIVATION_CODES)
+    assert set(ONNX_ACTIVATIONS) == set(ACTIVATIONS)
     assert {entry.output for entry in LOSSES.values()} <= {"softmax", "logistic", "identity", "exp"}  # _emit's
 
 

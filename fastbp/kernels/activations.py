@@ -160,7 +160,7 @@ ACTIVATIONS: dict[str, Activation] = {
         False,
         lambda z, p: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
         lambda z, a, p: np.where(z > 0, 1, np.exp(np.minimum(z, 0))).astype(a.dtype),
-    ),  # fmt: skip
+    ),
     "softplus": Activation(6, False, lambda z, p: np.logaddexp(0, z), lambda z, a, p: _np_logistic(z)),
     "gelu": Activation(
         7,
@@ -172,21 +172,23 @@ ACTIVATIONS: dict[str, Activation] = {
         8, True, lambda z, p: z * _np_logistic(z), lambda z, a, p: _np_logistic(z) * (1 + z * (1 - _np_logistic(z)))
     ),
 }
-ACTIVATION_CODES: dict[str, int] = {name: entry.code for name, entry in ACTIVATIONS.items()}
-NEEDS_Z_CODES = tuple(entry.code for entry in ACTIVATIONS.values() if entry.needs_z)
-IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SILU = range(9)
+# the codes the fused passes branch on (module globals: numba compiles them in as constants)
+IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SILU = (
+    ACTIVATIONS[name].code
+    for name in ("identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu")
+)
 
 
 # -- the fused passes -----------------------------------------------------------------------------------------
 # One explicit loop per activation, not a generic loop taking the scalar rule as an argument: numba inlines a
 # function-argument loop once per rule at the IR level, which made these two kernels compile in 2.7 s instead
-# of 1.1 s (nine activations, float64; docs/design.md).
+# of 1.5 s (nine activations, float64, a fresh process; docs/design.md).
 @jit
 def bias_activation_forward(Z, b, code, p, pre):
     """``Z <- f(Z + b)`` in place, one pass (Z: (m, k) C-contiguous, b: (k,), p: the activation's parameter).
 
-    For activations whose derivative needs z (``NEEDS_Z_CODES``), ``z = Z + b`` also goes to ``pre`` (same
-    shape as Z) when ``pre`` has rows; prediction passes an empty ``pre``.
+    For activations whose derivative needs z (``Activation.needs_z``: gelu, silu), ``z = Z + b`` also goes
+    to ``pre`` (same shape as Z) when ``pre`` has rows; prediction passes an empty ``pre``.
     """
     c = constants(Z.dtype.type(0))
     m, k = Z.shape
@@ -240,7 +242,7 @@ def activation_backward(delta, A, pre, code, p, grad_b):
     """``delta <- delta * f'``, in place; the same pass writes ``grad_b = sum over rows of delta``.
 
     A holds the layer's outputs ``f(z)`` from the forward pass, ``pre`` its ``z`` (read only for the
-    activations in ``NEEDS_Z_CODES``; any array of A's shape otherwise).
+    activations whose ``needs_z`` is set; any array of A's shape otherwise).
     """
     c = constants(delta.dtype.type(0))
     m, k = delta.shape

@@ -171,7 +171,11 @@ LOSSES: dict[str, Loss] = {
     ),
 }
 LOSS_CODES: dict[str, int] = {name: entry.code for name, entry in LOSSES.items()}
-SQUARED_ERROR, BINARY_LOG_LOSS, LOG_LOSS, POISSON, ABSOLUTE_ERROR, HUBER, QUANTILE = range(7)
+# the codes the fused pass branches on (module globals: numba compiles them in as constants)
+SQUARED_ERROR, BINARY_LOG_LOSS, LOG_LOSS, POISSON, ABSOLUTE_ERROR, HUBER, QUANTILE = (
+    LOSSES[name].code
+    for name in ("squared_error", "binary_log_loss", "log_loss", "poisson", "absolute_error", "huber", "quantile")
+)
 # The loss an output activation has when none is named (its matched loss: the first entry with that output).
 DEFAULT_LOSS: dict[str, str] = {}
 for _name, _entry in LOSSES.items():
