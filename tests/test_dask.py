@@ -76,6 +76,22 @@ def test_one_block_model_averaging_is_single_machine_training(client, data):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+def test_the_new_options_reach_the_workers(client, data):
+    """Per-layer activations, dropout and a robust loss travel to the workers with the network."""
+    X, y, Xd, _ = data
+    target = X[:, 0] - 2 * X[:, 1]
+    kw = {"hidden_layer_sizes": (16, 8), "activation": ["gelu", "leaky_relu"], "negative_slope": 0.1,
+          "dropout": [0.2, 0.0], "loss": "huber", "delta": 0.5, "max_iter": 6, "random_state": 0}  # fmt: skip
+    first = quiet_fit(fastbp.MLPRegressor(**kw), Xd, target)
+    again = quiet_fit(fastbp.MLPRegressor(**kw), Xd, target)
+    net = first._network()
+    assert (net.hidden_activations, net.dropout, net.loss) == (("gelu", "leaky_relu"), (0.2, 0.0), "huber")
+    np.testing.assert_array_equal(first.coefs_[0], again.coefs_[0])  # masks from random_state: reproducible
+    assert first.loss_curve_[-1] < first.loss_curve_[0]
+    with pytest.raises(ValueError, match="needs solver='sgd' or 'adam'"):
+        quiet_fit(fastbp.MLPRegressor(solver="lbfgs", dropout=0.2), Xd, target)
+
+
 def test_dask_ml_incremental_parallel_post_fit_and_grid_search(client, data):
     dask_ml_wrappers = pytest.importorskip("dask_ml.wrappers")
     import joblib
