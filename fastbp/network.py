@@ -398,8 +398,12 @@ class Network:
         if sample_weight.size and not sample_weight.sum() > 0:
             raise ZeroDivisionError("Weights sum to zero, can't be normalized")
         grads = np.empty_like(self.params)
-        buffers = {name: np.empty(shape, self.dtype) for name, shape in self._workspace_shapes(n).items()}
-        scratch = (buffers["acts"], buffers["pre"], buffers["delta_a"], buffers["delta_b"], n, _blas_scratch())
+        shapes = self._workspace_shapes(n)
+        scratch = (
+            *(np.empty(shapes[k], self.dtype) for k in ("acts", "pre", "delta_a", "delta_b")),
+            n,
+            _blas_scratch(),
+        )
         key = -1 if dropout_seed is None else _dropout_seed(dropout_seed)
         loss = _epoch.loss_and_gradient(
             X,
