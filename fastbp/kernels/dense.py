@@ -201,20 +201,24 @@ def network_forward_backward(
         A_prev = rows(scratch.acts, offset, m, k)
         delta_prev = rows(scratch.delta_b if (last - l) % 2 == 0 else scratch.delta_a, 0, m, k)
         np.dot(delta, weights(params, layers, l).T, delta_prev)  # before layer l's step changes W
+        pre = rows(scratch.pre, offset, m, k) if scratch.pre.size > 0 else A_prev  # z, where it is kept
+        dropped = dropout_key >= 0 and model.dropout_thresholds[h] > 0
+        if not dropped:  # the derivative pass first, as before dropout existed (the measured order)
+            activation_backward(
+                delta_prev, A_prev, pre, model.activations[h], model.activation_params[h], bias(grads, layers, h)
+            )
         # layer l's gradient reads A_prev as the forward pass left it (after dropout) ...
         w, b = layer_gradient_step(A_prev, delta, params, grads, state_a, state_b, layers, l, l2, step, scratch.blas)
         w_sq += w
         b_sq += b
-        # ... then A_prev may return to f(z) for the derivative
-        if dropout_key >= 0 and model.dropout_thresholds[h] > 0:
+        if dropped:  # ... then A_prev may return to f(z) for the derivative
             key = layer_key(dropout_key, h)
             dropout_backward(
                 delta_prev, A_prev, model.dropout_thresholds[h], model.dropout_scales[h], model.dropout_keep[h], key
             )
-        pre = rows(scratch.pre, offset, m, k) if scratch.pre.size > 0 else A_prev  # z, where it is kept
-        activation_backward(
-            delta_prev, A_prev, pre, model.activations[h], model.activation_params[h], bias(grads, layers, h)
-        )
+            activation_backward(
+                delta_prev, A_prev, pre, model.activations[h], model.activation_params[h], bias(grads, layers, h)
+            )
         delta = delta_prev
     first = np.int64(0)  # not the literal 0: numba would compile layer_gradient_step once more for it (1.2 s)
     w, b = layer_gradient_step(X, delta, params, grads, state_a, state_b, layers, first, l2, step, scratch.blas)
