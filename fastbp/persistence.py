@@ -363,7 +363,7 @@ def _make_estimator(meta: dict):
             _require(len(value) == n_hidden, f"{key} must list one value per hidden layer ({n_hidden})")
     if meta["class"] == "MLPRegressor":
         loss = params.get("loss")
-        _require(loss not in ("quantile",) or params.get("quantile") is not None, "loss='quantile' without quantile")
+        _require(loss != "quantile" or params.get("quantile") is not None, "loss='quantile' without quantile")
         output = meta["fitted"].get("out_activation_")
         _require(LOSSES[loss].output == output, f"output {output!r} does not go with loss {loss!r}")
     return estimator
