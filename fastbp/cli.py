@@ -80,6 +80,15 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _activations(text: str) -> str | tuple[str, ...]:
+    """One activation name for every hidden layer, or one per hidden layer separated by commas."""
+    names = tuple(text.split(","))
+    unknown = [name for name in names if name not in ACTIVATIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown activation {unknown[0]!r}; expected {', '.join(ACTIVATIONS)}")
+    return names[0] if len(names) == 1 else names
+
+
 def _checked(kind: type, valid, requirement: str):
     """An argparse type: ``kind(text)`` that must satisfy ``valid``, or a one-line error saying what it must be."""
 
@@ -127,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--task", choices=["auto", "classification", "regression"], default="auto")
     train.add_argument("--test-fraction", type=_fraction, default=0.2, help="rows of a table held out for testing")
     train.add_argument("--hidden", type=_hidden_sizes, default=(256, 128), help="hidden sizes (default 256,128)")
-    train.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="hidden activation")
+    train.add_argument(
+        "--activation", type=_activations, default="relu", metavar="|".join(ACTIVATIONS),
+        help="hidden activation, or one per hidden layer (e.g. gelu,relu)",
+    )  # fmt: skip
     train.add_argument("--dropout", type=_fraction, default=0.0, help="dropout rate of the hidden layers")
     train.add_argument(
         "--loss", choices=[name for name, entry in LOSSES.items() if entry.output in ("identity", "exp")],
@@ -255,6 +267,11 @@ def train(args, out=print) -> int:
     check_outputs(args)
     if (args.loss == "quantile") != (args.quantile is not None):
         raise UsageError("--loss quantile and --quantile go together")
+    if isinstance(args.activation, tuple) and len(args.activation) != len(args.hidden):
+        raise UsageError(
+            f"--activation lists {len(args.activation)} names for {len(args.hidden)} hidden layers: give one name, "
+            "or one per hidden layer"
+        )
     dtype = np.dtype(args.dtype).type
     features, classify = None, True
     if args.data in NAMED_DATA:

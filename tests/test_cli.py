@@ -50,7 +50,8 @@ def test_train_on_synthetic_data_reports_epochs_accuracy_and_confusion(tmp_path)
         (["train", "--test-fraction", "1"], 2, "from 0 up to"),
         ([*TRAIN_SMALL, "--plot", "/no/such/dir/c.png"], 1, "cannot write"),
         ([*TRAIN_SMALL, "--save", "/"], 1, "is a folder"),
-        (["train", "--activation", "swish"], 2, "invalid choice"),
+        (["train", "--activation", "swish"], 2, "unknown activation 'swish'"),
+        (["train", "--hidden", "8,4", "--activation", "gelu,relu,tanh"], 2, "3 names for 2 hidden layers"),
         (["train", "--dropout", "1"], 2, "from 0 up to"),
         (["train", "--loss", "quantile"], 2, "--loss quantile and --quantile go together"),
         (["train", "--quantile", "0.5"], 2, "--loss quantile and --quantile go together"),
@@ -241,10 +242,10 @@ def test_quantile_regression_with_dropout_and_a_new_activation_from_the_command_
     _write_tables(tmp_path)
     model = tmp_path / "houses.fastbp"
     out = run("train", "--data", tmp_path / "houses.csv", "--target", "price", "--epochs", "3", "--hidden", "8,4",
-              "--activation", "silu", "--dropout", "0.2", "--loss", "quantile", "--quantile", "0.9",
+              "--activation", "silu,gelu", "--dropout", "0.2", "--loss", "quantile", "--quantile", "0.9",
               "--save", model)  # fmt: skip
     assert out.returncode == 0, out.stderr
     fitted = fastbp.load(model)
-    assert (fitted.loss, fitted.quantile, fitted.activation, fitted.dropout) == ("quantile", 0.9, "silu", 0.2)
+    assert (fitted.loss, fitted.quantile, fitted.activation, fitted.dropout) == ("quantile", 0.9, ("silu", "gelu"), 0.2)
     info = run("info", model)
-    assert "8 (silu) -> 4 (silu) -> 1 (identity, quantile)" in info.stdout, info.stdout
+    assert "8 (silu) -> 4 (gelu) -> 1 (identity, quantile)" in info.stdout, info.stdout

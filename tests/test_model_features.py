@@ -261,7 +261,9 @@ def test_every_activation_loss_and_optimizer_is_a_choice_everywhere():
     parser = cli.build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]
     choices = {action.dest: action.choices for action in train._actions}
-    assert set(choices["activation"]) == set(ACTIVATIONS)
+    activation = next(action for action in train._actions if action.dest == "activation")
+    assert activation.metavar.split("|") == list(ACTIVATIONS)
+    assert [activation.type(name) for name in ACTIVATIONS] == list(ACTIVATIONS)
     assert set(choices["loss"]) == {n for n, e in LOSSES.items() if e.output in ("identity", "exp")}
     constraints = MLPRegressor._parameter_constraints
     assert constraints["loss"][0].options == set(choices["loss"])
