@@ -89,11 +89,12 @@ def test_dropout_drops_the_expected_fraction_and_scales_the_rest(dtype):
         assert abs((masks[0] == other).mean() - (rate**2 + (1 - rate) ** 2)) < 0.01
     # the kernel's mask is the reference's (key of layer 0 in batch key 987654321 is not the raw key: compare
     # through dropout_mask's definition on one layer instead)
-    B = np.ones((3, 4), dtype)
     from fastbp.kernels.dropout import layer_key
 
-    dropout_forward(B, round(rate * 2**32), dtype(1), layer_key(77, 1))
-    np.testing.assert_array_equal(B != 0, dropout_mask(77, 1, (3, 4), rate))
+    for layer in range(8):  # layer 3's key product passes 2^63 in int64: it must wrap as the reference's uint64
+        B = np.ones((3, 4), dtype)
+        dropout_forward(B, round(rate * 2**32), dtype(1), layer_key(2**32 - 1, layer))
+        np.testing.assert_array_equal(B != 0, dropout_mask(2**32 - 1, layer, (3, 4), rate))
 
 
 def test_dropout_is_off_in_prediction_and_validation_scores():

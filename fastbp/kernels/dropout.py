@@ -21,7 +21,11 @@ _GOLDEN = 0x9E3779B9  # odd: spreads consecutive counters over the whole 32-bit 
 
 @jit(inline="always")
 def mix32(x):
-    """A bijective 32-bit integer hash (Wellons' "lowbias32"), on int64 holding 32 bits."""
+    """A bijective 32-bit integer hash (Wellons' "lowbias32"), on int64 holding 32 bits.
+
+    Products may pass 2^63 (``mix32(l + 1) * _GOLDEN``): numba's int64 multiply wraps (LLVM ``mul`` without
+    ``nsw``, checked), so the low 32 bits are those of the unsigned product, as in ``fastbp.reference``.
+    """
     x = x & _MASK32
     x ^= x >> 16
     x = (x * 0x21F0AAAD) & _MASK32
