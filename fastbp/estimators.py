@@ -661,7 +661,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         validation_fraction).
         """
         _, per_element, _ = REFERENCE_LOSSES[self._net.loss]
-        per_sample = per_element(validation.Y, outputs, float(self._net._model.loss_param)).sum(axis=1)
+        per_sample = per_element(validation.Y, outputs, self._net.loss_parameter).sum(axis=1)
         w = validation.sample_weight
         total = float(per_sample.sum()) if w is None else float((w * per_sample).sum())
         weight = float(len(per_sample)) if w is None else float(w.sum())

@@ -136,8 +136,8 @@ class Network:
             raise ValueError(f"delta must be > 0, got {delta!r}")
         if not 0 < quantile < 1:
             raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
-        rates = np.broadcast_to(np.asarray(dropout, dtype=np.float64), (n_hidden,)) if np.ndim(dropout) == 0 else None
-        rates = np.asarray(dropout, dtype=np.float64) if rates is None else rates
+        rates = np.asarray(dropout, dtype=np.float64)
+        rates = np.full(n_hidden, rates) if rates.ndim == 0 else rates
         if rates.shape != (n_hidden,) or not ((rates >= 0) & (rates < 1)).all():
             raise ValueError(f"dropout must be a rate in [0, 1) or one per hidden layer ({n_hidden}), got {dropout!r}")
         self.layer_sizes = sizes
@@ -157,7 +157,8 @@ class Network:
         self.params = np.zeros(self.n_weights + sum(o for _, o in fan), dtype=dtype)
         self._scratch = threading.local()
         self._needs_z = any(ACTIVATIONS[a].needs_z for a in hidden)
-        loss_parameter = {"delta": self.delta, "quantile": self.quantile}.get(LOSSES[loss].parameter, 0.0)
+        # the value the loss kernel reads: huber's delta, the quantile, or nothing
+        self.loss_parameter = {"delta": self.delta, "quantile": self.quantile}.get(LOSSES[loss].parameter, 0.0)
         self._model = Model(
             self.layers,
             np.array([ACTIVATIONS[a].code for a in hidden], dtype=np.int64),
@@ -166,7 +167,7 @@ class Network:
             (1 / (1 - rates)).astype(dtype),
             (1 - rates).astype(dtype),
             LOSSES[loss].code,
-            dtype.type(loss_parameter),
+            dtype.type(self.loss_parameter),
         )
         self._model_args = tuple(self._model)  # as the kernels take it (see fastbp.kernels.dense)
 
@@ -523,6 +524,7 @@ class Network:
         batch_size = int(batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        generator = _as_generator(rng)  # one stream for the permutation and the dropout seed, in that order
         if order is not None:
             order = np.ascontiguousarray(order, dtype=np.int64)
             if order.ndim != 1 or order.size == 0 or order.min() < 0 or order.max() >= n:
@@ -530,7 +532,7 @@ class Network:
             if np.bincount(order).max() != 1:
                 raise ValueError("order must visit each row at most once")
         elif shuffle:
-            order = _as_generator(rng).permutation(n).astype(np.int64)
+            order = generator.permutation(n).astype(np.int64)
         else:
             order = np.empty(0, dtype=np.int64)
         visited = order.size or n
@@ -552,7 +554,7 @@ class Network:
             learning_rates = np.ascontiguousarray(learning_rates, dtype=self.dtype)
             if learning_rates.shape != (n_batches,) or not (np.isfinite(learning_rates) & (learning_rates > 0)).all():
                 raise ValueError(f"learning_rates must hold {n_batches} positive finite rates, one per batch")
-        if type(optimizer) not in OPTIMIZERS.values():
+        if not isinstance(optimizer, tuple(OPTIMIZERS.values())):
             names = " or ".join(f"fastbp.{cls.__name__}" for cls in OPTIMIZERS.values())
             raise TypeError(f"optimizer must be {names}, got {type(optimizer).__name__}")
         (code, rate, *floats), (state_a, state_b), t = optimizer.kernel_settings()
@@ -564,7 +566,6 @@ class Network:
         if dropout_seed is not None:
             dropout_seed = _dropout_seed(dropout_seed)
         elif any(self.dropout):
-            generator = _as_generator(rng)
             draw = generator.integers if isinstance(generator, np.random.Generator) else generator.randint
             dropout_seed = int(draw(2**32, dtype=np.int64))
         else:

@@ -44,7 +44,7 @@ def dropout_mask(batch_key: int, layer: int, shape: tuple[int, int], rate: float
 
 
 def batch_key(dropout_seed: int, batch: int) -> int:
-    """The mask key of the epoch's batch number ``batch`` (counted from 0)."""
+    """The mask key of the epoch's batch number ``batch`` (counted from 0): ``kernels.dropout.batch_key``."""
     return int(_mix32(np.uint64(dropout_seed) + _mix32(batch) * _GOLDEN))
 
 

@@ -54,7 +54,7 @@ def reference_twin(net: Network) -> ReferenceNetwork:
         net.output,
         net.loss,
         net.negative_slope,
-        float(net._model.loss_param),
+        net.loss_parameter,
         list(net.dropout),
     )
 

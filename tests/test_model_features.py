@@ -98,18 +98,31 @@ def test_dropout_drops_the_expected_fraction_and_scales_the_rest(dtype):
 
 
 def test_dropout_is_off_in_prediction_and_validation_scores():
-    X = np.random.default_rng(0).normal(size=(120, 5))
+    X = np.random.default_rng(0).normal(size=(150, 5))
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
     clf = MLPClassifier((16, 8), dropout=0.5, max_iter=5, random_state=0, early_stopping=True, n_iter_no_change=50)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X, y)
+        clf.fit(X[:100], y[:100], X_val=X[100:], y_val=y[100:])
     ref = reference_twin(clf._net)
     np.testing.assert_allclose(clf.predict_proba(X)[:, 1], ref.forward(X)[-1][:, 0], rtol=1e-12)
     np.testing.assert_array_equal(clf.predict_proba(X), clf.predict_proba(X))
     np.testing.assert_allclose(clf.hidden_features(X, 0), ref.forward(X)[1], rtol=1e-12)
-    # the validation score of the last epoch is the accuracy of the network without dropout
-    assert clf.validation_scores_[-1] == pytest.approx(clf.history_[-1]["validation_score"])
+    # the kept (best) epoch's validation score is the accuracy of the network without dropout
+    assert clf.best_validation_score_ == clf.score(X[100:], y[100:])
+
+
+def test_one_random_stream_for_the_permutation_and_the_dropout_seed():
+    """With an int rng, the epoch's order and its dropout seed come from one generator, one after the other
+    (two generators seeded alike gave correlated draws)."""
+    net, X, Y, _ = make_problem((3, 5, 2), "relu", "log_loss", 11, dropout=0.4)
+    ref = reference_twin(net)
+    generator = np.random.default_rng(7)
+    order = generator.permutation(len(X))
+    seed = int(generator.integers(2**32, dtype=np.int64))
+    loss = net.train_epoch(X, Y, 4, fastbp.SGD(0.1, 0.0), rng=7)
+    assert loss == pytest.approx(reference_train_epoch(ref, X, Y, 4, ReferenceSGD(0.1, 0.0), order, dropout_seed=seed))
+    np.testing.assert_allclose(net.params, np.concatenate([p.ravel() for p in ref.coefs + ref.intercepts]))
 
 
 SCRIPT = textwrap.dedent(
@@ -247,7 +260,7 @@ def test_robust_losses_are_summed_over_outputs(loss):
         warnings.simplefilter("ignore", ConvergenceWarning)
         reg.fit(X, Y)
     per_element = LOSSES[loss].reference_loss
-    ref_loss = per_element(Y, reg.predict(X), reg._net._model.loss_param).sum(axis=1).mean()
+    ref_loss = per_element(Y, reg.predict(X), reg._net.loss_parameter).sum(axis=1).mean()
     weights = reg._net.params[: reg._net.n_weights]
     expected = ref_loss + 0.5 * reg.alpha * weights @ weights / len(X)
     assert reg._net.loss_and_gradients(X, Y, alpha=reg.alpha)[0] == pytest.approx(expected, rel=1e-12)

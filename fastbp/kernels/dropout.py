@@ -36,6 +36,12 @@ def mix32(x):
 
 
 @jit(inline="always")
+def batch_key(seed, batch):
+    """The mask key of batch number ``batch`` (from 0) of an epoch whose dropout seed is ``seed``."""
+    return mix32(seed + mix32(batch) * _GOLDEN)
+
+
+@jit(inline="always")
 def layer_key(batch_key, l):
     """The key of layer l's mask in the batch with key ``batch_key``."""
     return mix32(batch_key + mix32(l + 1) * _GOLDEN)

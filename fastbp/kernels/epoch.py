@@ -11,7 +11,7 @@ import numpy as np
 
 from fastbp._jit import jit
 from fastbp.kernels.dense import Model, Scratch, network_forward_backward
-from fastbp.kernels.dropout import mix32
+from fastbp.kernels.dropout import batch_key
 from fastbp.kernels.inputs import input_gather, input_rows, n_rows
 from fastbp.kernels.optimizers import ADAM, NO_UPDATE, Step, squared_norm
 
@@ -63,7 +63,7 @@ def train_epoch(
         wb, sw_sum = batch_weights(sample_weight, order, start, m, weight_batch)
         scale = dtype(1) / sw_sum
         step_size = step_rates[batch] if step_rates.shape[0] > 0 else settings.learning_rate
-        dropout_key = mix32(dropout_seed + mix32(batch) * 0x9E3779B9) if dropout_seed >= 0 else -1
+        dropout_key = batch_key(dropout_seed, batch) if dropout_seed >= 0 else -1
         batch += 1
         if settings.code == ADAM:
             adam_t += 1
