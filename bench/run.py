@@ -22,13 +22,15 @@ RIVALS = ["numpy_reference", "sklearn", "pytorch", "jax"]
 
 
 def load(path: Path) -> dict:
-    """{(optimizer, batch, dtype): {competitor: best seconds}} from a pytest-benchmark JSON file."""
-    table: dict = defaultdict(dict)
+    """{(optimizer, batch, dtype): {competitor: best seconds, "threads": {competitor: n}}} from a JSON file."""
+    table: dict = defaultdict(lambda: {"threads": {}})
     for bench in json.loads(path.read_text())["benchmarks"]:
         info = bench["extra_info"]
         if "competitor" in info:
             key = (info["optimizer"], info["batch_size"], info["dtype"])
             table[key][info["competitor"]] = bench["stats"]["min"]
+            if "threads" in info:
+                table[key]["threads"][info["competitor"]] = info["threads"]
     return table
 
 
@@ -69,9 +71,12 @@ def threads() -> str:
     return f"threads: numba {numba.get_num_threads()} (kernels are serial), BLAS {blas or 'not loaded'}"
 
 
+THREADS_OF = ["fastbp", "pytorch", "jax"]  # the threads column: these competitors' thread counts, in this order
+
+
 def format_table(table: dict) -> str:
     head = ["optimizer", "batch", "dtype", "floor s", "fastbp s", "fastbp/floor", "fastbp/update floor"]
-    head += ["estimator/floor"]
+    head += ["estimator/floor", "threads " + "/".join(THREADS_OF)]
     head += [f"fastbp/{r}" for r in RIVALS] + [f"{r}/floor" for r in RIVALS]
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     order = {"sgd": 0, "adam": 1}
@@ -85,6 +90,7 @@ def format_table(table: dict) -> str:
         cells = [key[0], str(key[1]), key[2], f"{floor:.3f}" if floor else "-", f"{fast:.3f}" if fast else "-"]
         cells += [ratio(fast, floor), ratio(fast, row.get("gemm_floor_with_update"))]
         cells += [ratio(row.get("fastbp_estimator"), floor)]
+        cells += ["/".join(str(row["threads"].get(name, "-")) for name in THREADS_OF)]
         cells += [ratio(fast, row.get(r)) for r in RIVALS] + [ratio(row.get(r), floor) for r in RIVALS]
         if "fastbp_shuffled" in row:
             cells[4] += f" (shuffled {row['fastbp_shuffled']:.3f})"

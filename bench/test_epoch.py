@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastbp.benchmarks import COMPETITORS, has
+from fastbp.benchmarks import COMPETITORS, has, threads_used
 
 ROWS = [(opt, bs) for opt in ("sgd", "adam") for bs in (32, 128, 512)]
 
@@ -28,6 +28,7 @@ def test_epoch(benchmark, datasets, quick, competitor, optimizer, batch_size, dt
     benchmark.group = f"epoch {optimizer} b{batch_size} {dtype}"
     benchmark.extra_info.update(competitor=competitor, optimizer=optimizer, batch_size=batch_size, dtype=dtype)
     benchmark.extra_info["rows"] = data.X.shape[0]
+    benchmark.extra_info["threads"] = threads_used(competitor)
     benchmark.pedantic(epoch, rounds=1 if quick else 3, warmup_rounds=1)
 
 

@@ -43,6 +43,9 @@ import numba
 from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator, _SourceFileBackedLocatorMixin
 
 FASTMATH: frozenset[str] = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+# the same flags for the implementations numba's @overload compiles (no cache option there: they are compiled
+# into their callers, which are cached)
+OVERLOAD_OPTIONS = {"jit_options": {"fastmath": set(FASTMATH), "error_model": "numpy"}}
 _KERNEL_SOURCES = sorted((Path(__file__).parent / "kernels").glob("*.py")) + [Path(__file__)]
 
 

@@ -8,6 +8,7 @@ prepared data, with no shuffling and no L2, so every competitor does the same ar
 from __future__ import annotations
 
 import importlib.util
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -222,6 +223,24 @@ def jax_scan(data: Data, batch_size: int, optimizer: str):
         state[0] = s
 
     return epoch
+
+
+def threads_used(competitor: str) -> int:
+    """How many threads a competitor's epoch computes with in this process (the benchmark table's column).
+
+    fastbp, its floors, the NumPy reference and scikit-learn: OpenBLAS's pool (fastbp's own kernels are serial;
+    docs/design.md "Serial kernels"); PyTorch: ``torch.get_num_threads()``; JAX: XLA's CPU client uses every
+    core the process may run on.
+    """
+    if competitor == "pytorch":
+        import torch
+
+        return torch.get_num_threads()
+    if competitor == "jax":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from threadpoolctl import threadpool_info
+
+    return max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=1)
 
 
 def gemm_floor_with_update(data: Data, batch_size: int, optimizer: str):

@@ -18,7 +18,8 @@ from fastbp.kernels import epoch as _epoch
 from fastbp.kernels import writable
 from fastbp.kernels.activations import ACTIVATIONS
 from fastbp.kernels.blas import SCRATCH_BYTES
-from fastbp.kernels.dense import Model, hidden_forward, network_forward
+from fastbp.kernels.branches import Branches, shared_kernels
+from fastbp.kernels.dense import ALL, Model, hidden_forward, network_forward
 from fastbp.kernels.losses import DEFAULT_LOSS, LOSSES
 from fastbp.kernels.optimizers import Step
 from fastbp.optimizers import OPTIMIZERS, SGD, Adam
@@ -170,6 +171,21 @@ class Network:
             dtype.type(self.loss_parameter),
         )
         self._model_args = tuple(self._model)  # as the kernels take it (see fastbp.kernels.dense)
+        # what the kernels compile in: this network's activations, loss and dropout only (kernels.branches)
+        self._branches = Branches(self._model.activations, [self._model.loss], bool(any(rates > 0)))
+        self._forward_branches = Branches(self._model.activations, [], False)
+
+    def _training_branches(self) -> Branches:
+        """The branches the training kernels compile: this network's own, or every one (``FASTBP_KERNELS=shared``).
+
+        Specialized kernels compile only what the network uses (a first default fit: 9 s instead of 14.5 s with
+        an empty cache); each new combination of activations, loss and dropout compiles once more.
+        """
+        return ALL if shared_kernels() else self._branches
+
+    def _prediction_branches(self) -> Branches:
+        """The branches the forward kernels compile: this network's activations, or every one."""
+        return ALL if shared_kernels() else self._forward_branches
 
     # -- parameters -----------------------------------------------------------------------------------------
     @property
@@ -313,9 +329,11 @@ class Network:
         out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
         capacity = min(n, PREDICT_CHUNK_ROWS)
         acts = self._prediction_scratch(capacity * sum(self.layer_sizes[1:]))
+        branches = self._prediction_branches()
         for start in range(0, n, capacity):
             stop = min(n, start + capacity)
-            out[start:stop] = network_forward(_row_range(X, start, stop), self.params, self._model_args, acts, capacity)
+            rows = _row_range(X, start, stop)
+            out[start:stop] = network_forward(branches, rows, self.params, self._model_args, acts, capacity)
         return out
 
     def hidden(self, X: np.ndarray, layer: int = -1) -> np.ndarray:
@@ -342,9 +360,11 @@ class Network:
         capacity = min(n, PREDICT_CHUNK_ROWS)
         acts = self._prediction_scratch(capacity * sum(self.layer_sizes[1 : layer + 2]))
         model = tuple(self._model._replace(layers=self.layers[: layer + 1]))
+        branches = self._prediction_branches()
         for start in range(0, n, capacity):
             stop = min(n, start + capacity)
-            out[start:stop] = hidden_forward(_row_range(X, start, stop), self.params, model, acts, capacity, layer)
+            rows = _row_range(X, start, stop)
+            out[start:stop] = hidden_forward(branches, rows, self.params, model, acts, capacity, layer)
         return out
 
     def _prediction_scratch(self, size: int) -> np.ndarray:
@@ -407,6 +427,7 @@ class Network:
         )
         key = -1 if dropout_seed is None else _dropout_seed(dropout_seed)
         loss = _epoch.loss_and_gradient(
+            self._training_branches(),
             X,
             Y,
             sample_weight,
@@ -580,8 +601,8 @@ class Network:
         )
         try:
             total, done, adam_t = _epoch.train_epoch(
-                X, Y, sample_weight, order, batch_size, self.params, workspace.grads, self._model_args, self.n_weights,
-                dt(alpha), settings, learning_rates, t, state_a, state_b,
+                self._training_branches(), X, Y, sample_weight, order, batch_size, self.params, workspace.grads,
+                self._model_args, self.n_weights, dt(alpha), settings, learning_rates, t, state_a, state_b,
                 _gather_buffer(X, order, batch_size, workspace), workspace.Y_batch, workspace.weight_batch, scratch,
                 dropout_seed,
             )  # fmt: skip

@@ -6,13 +6,20 @@ lists are used, without editing the tests.
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import os
 
-from fastbp import Network
-from fastbp.kernels.activations import ACTIVATIONS as _ACTIVATIONS
-from fastbp.kernels.losses import DEFAULT_LOSS, LOSSES
-from fastbp.reference import ReferenceNetwork
+# One kernel specialization with every branch serves the whole suite (its many activation x loss x dropout
+# combinations would each compile ~8 s on their own); tests/test_branches.py checks the specialized kernels
+# against it. Subprocesses inherit it.
+os.environ.setdefault("FASTBP_KERNELS", "shared")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from fastbp import Network  # noqa: E402
+from fastbp.kernels.activations import ACTIVATIONS as _ACTIVATIONS  # noqa: E402
+from fastbp.kernels.losses import DEFAULT_LOSS, LOSSES  # noqa: E402
+from fastbp.reference import ReferenceNetwork  # noqa: E402
 
 OUTPUTS = list(LOSSES)  # every output/loss pair, by loss name
 ACTIVATIONS = list(_ACTIVATIONS)

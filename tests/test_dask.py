@@ -125,6 +125,19 @@ def test_dask_ml_incremental_parallel_post_fit_and_grid_search(client, data):
     assert search.best_score_ == pytest.approx(local.best_score_) and search.best_params_ == local.best_params_
 
 
+def test_dask_workers_do_not_oversubscribe_the_cores(client):
+    """distributed's nanny starts worker processes with one BLAS thread; fastbp's kernels add no threads."""
+
+    def report():
+        from threadpoolctl import threadpool_info
+
+        import fastbp  # noqa: F401 - what a fit imports
+
+        return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    assert set(client.run(report).values()) == {1}
+
+
 def test_bad_input_on_dask_arrays(client, data):
     X, y, Xd, yd = data
     with pytest.raises(ValueError, match="NaN or infinity"):

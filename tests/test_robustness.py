@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -69,6 +70,46 @@ def test_predictions_from_eight_threads_match_serial_while_another_model_trains(
     for result in results:  # equal to rounding: OpenBLAS may split a product differently under contention
         np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_concurrent_prediction_and_training_under_the_workqueue_threading_layer():
+    """numba's workqueue layer aborts the process when two Python threads launch parallel regions at once; the
+    kernels launch none (docs/design.md "Serial kernels"), so the eight-thread test above must pass there too."""
+    test = f"{__file__}::test_predictions_from_eight_threads_match_serial_while_another_model_trains"
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "1 passed" in run.stdout
+
+
+def _worker_threads(seed):
+    """Fit in a joblib worker; report the threads BLAS and numba have there."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(size=(200, 10)), rng.integers(0, 3, 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fastbp.MLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    return max(blas), numba.get_num_threads()
+
+
+def test_joblib_workers_do_not_oversubscribe_the_cores():
+    """GridSearchCV(n_jobs=2) runs fits in loky workers, which limit BLAS to cores // n_jobs threads; fastbp's
+    kernels are serial and use BLAS's threads only, so two workers use the machine's cores, not twice as many."""
+    joblib = pytest.importorskip("joblib")
+    cores = os.cpu_count() or 1
+    reports = joblib.Parallel(n_jobs=2, backend="loky")(joblib.delayed(_worker_threads)(s) for s in range(2))
+    for blas_threads, _numba_threads in reports:
+        assert 2 * blas_threads <= max(cores, 2)
 
 
 def _rss_mb() -> float:

@@ -6,13 +6,16 @@ This file is the one place an activation is defined. Each has
   ``p`` the activation's parameter (leaky_relu's slope; ignored by the others) and ``c`` typed constants
   (a bare ``1`` next to a float32 would make numba compute in float64);
 - an :class:`Activation` entry in :data:`ACTIVATIONS`: its code, whether the derivative needs the
-  pre-activation ``z`` (gelu, silu: not a function of ``a``) and the same pair in plain NumPy, which
-  ``fastbp.reference`` uses as the test oracle;
-- one branch in each of the two fused passes below (``bias_activation_forward``, ``activation_backward``).
+  pre-activation ``z`` (gelu, silu: not a function of ``a``), the kernels' pair, and the same pair in plain
+  NumPy, which ``fastbp.reference`` uses as the test oracle.
+
+From the kernels' pair, two factories make the activation's fused passes (bias + f forward; f' + bias
+gradient backward), and the dispatchers ``bias_activation_forward`` / ``activation_backward`` pick one by the
+layer's code among the activations a specialization compiles in (:mod:`fastbp.kernels.branches`; an unknown
+code changes nothing instead of running some other activation).
 
 Names, validation messages, the CLI's choices, model files and the tests' parametrisation all read
-:data:`ACTIVATIONS`; a test fails if a code has no dispatcher branch (the dispatchers' last branch is an
-explicit code too, so an unknown code changes nothing instead of running some other activation).
+:data:`ACTIVATIONS`.
 
 Derivatives that are functions of the output ``a`` (as scikit-learn writes them) need only the stored
 activations. gelu and silu need ``z``: their forward pass also writes ``z`` to a ``pre`` buffer during
@@ -27,9 +30,11 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+from numba.extending import overload
 from scipy.special import erf as _np_erf
 
-from fastbp._jit import jit
+from fastbp._jit import OVERLOAD_OPTIONS, jit
+from fastbp.kernels.branches import dispatch
 
 Constants = namedtuple("Constants", "zero one half inv_sqrt2 inv_sqrt_2pi")
 
@@ -139,165 +144,127 @@ def _np_logistic(z):
 
 
 class Activation(NamedTuple):
-    """One hidden activation: its kernel code and the plain NumPy pair the tests compare the kernels with."""
+    """One hidden activation: its kernel code, the kernels' scalar pair and the plain NumPy pair the tests use."""
 
     code: int
     needs_z: bool  # the derivative needs the pre-activation z, not only a = f(z)
+    kernel: Callable  # f(z, p, c), compiled
+    kernel_derivative: Callable  # f'(z, a, p, c), compiled
     reference: Callable  # f(z, p)
     reference_derivative: Callable  # f'(z, a, p)
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "identity": Activation(0, False, lambda z, p: z, lambda z, a, p: np.ones_like(a)),
-    "logistic": Activation(1, False, lambda z, p: _np_logistic(z), lambda z, a, p: a * (1 - a)),
-    "tanh": Activation(2, False, lambda z, p: np.tanh(z), lambda z, a, p: 1 - a**2),
-    "relu": Activation(3, False, lambda z, p: np.maximum(z, 0), lambda z, a, p: (a > 0).astype(a.dtype)),
+    "identity": Activation(0, False, identity, identity_derivative, lambda z, p: z, lambda z, a, p: np.ones_like(a)),
+    "logistic": Activation(
+        1, False, logistic, logistic_derivative, lambda z, p: _np_logistic(z), lambda z, a, p: a * (1 - a)
+    ),
+    "tanh": Activation(2, False, tanh, tanh_derivative, lambda z, p: np.tanh(z), lambda z, a, p: 1 - a**2),
+    "relu": Activation(
+        3, False, relu, relu_derivative, lambda z, p: np.maximum(z, 0), lambda z, a, p: (a > 0).astype(a.dtype)
+    ),
     "leaky_relu": Activation(
-        4, False, lambda z, p: np.where(z > 0, z, p * z), lambda z, a, p: np.where(z > 0, 1, p).astype(a.dtype)
+        4,
+        False,
+        leaky_relu,
+        leaky_relu_derivative,
+        lambda z, p: np.where(z > 0, z, p * z),
+        lambda z, a, p: np.where(z > 0, 1, p).astype(a.dtype),
     ),
     "elu": Activation(
         5,
         False,
+        elu,
+        elu_derivative,
         lambda z, p: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
         lambda z, a, p: np.where(z > 0, 1, np.exp(np.minimum(z, 0))).astype(a.dtype),
     ),
-    "softplus": Activation(6, False, lambda z, p: np.logaddexp(0, z), lambda z, a, p: _np_logistic(z)),
+    "softplus": Activation(
+        6, False, softplus, softplus_derivative, lambda z, p: np.logaddexp(0, z), lambda z, a, p: _np_logistic(z)
+    ),
     "gelu": Activation(
         7,
         True,
+        gelu,
+        gelu_derivative,
         lambda z, p: z * (1 + _np_erf(z / np.sqrt(2))) / 2,
         lambda z, a, p: (1 + _np_erf(z / np.sqrt(2))) / 2 + z * np.exp(-(z**2) / 2) / np.sqrt(2 * np.pi),
     ),
     "silu": Activation(
-        8, True, lambda z, p: z * _np_logistic(z), lambda z, a, p: _np_logistic(z) * (1 + z * (1 - _np_logistic(z)))
+        8,
+        True,
+        silu,
+        silu_derivative,
+        lambda z, p: z * _np_logistic(z),
+        lambda z, a, p: _np_logistic(z) * (1 + z * (1 - _np_logistic(z))),
     ),
 }
-# the codes the fused passes branch on (module globals: numba compiles them in as constants)
-IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SILU = (
-    ACTIVATIONS[name].code
-    for name in ("identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu")
-)
 
 
 # -- the fused passes -----------------------------------------------------------------------------------------
-# One explicit loop per activation, not a generic loop taking the scalar rule as an argument: numba inlines a
-# function-argument loop once per rule at the IR level, which made these two kernels compile in 2.7 s instead
-# of 1.5 s (nine activations, float64, a fresh process; docs/design.md).
-@jit
-def bias_activation_forward(Z, b, code, p, pre):
+# One pass per activation, made from its scalar pair by the factories below: the rule is a constant of the
+# pass (a closure over a compiled function), not an argument. A generic loop taking the rule as an argument
+# compiled the passes in 2.7 s instead of 1.5 s (numba typed it once per rule at the IR level; design.md).
+def _forward_pass(f, keeps_z):
+    def forward(branches, code, Z, b, p, pre):
+        c = constants(Z.dtype.type(0))
+        m, k = Z.shape
+        keep = keeps_z and pre.shape[0] > 0
+        for i in range(m):
+            for j in range(k):
+                z = Z[i, j] + b[j]
+                if keep:
+                    pre[i, j] = z
+                Z[i, j] = f(z, p, c)
+
+    return forward
+
+
+def _backward_pass(df, needs_z):
+    def backward(branches, code, delta, A, pre, p, grad_b):
+        c = constants(delta.dtype.type(0))
+        m, k = delta.shape
+        grad_b[:] = c.zero
+        for i in range(m):
+            for j in range(k):
+                d = delta[i, j] * df(pre[i, j] if needs_z else A[i, j], A[i, j], p, c)
+                delta[i, j] = d
+                grad_b[j] += d
+
+    return backward
+
+
+FORWARD_PASSES = tuple((a.code, _forward_pass(a.kernel, a.needs_z)) for a in ACTIVATIONS.values())
+BACKWARD_PASSES = tuple((a.code, _backward_pass(a.kernel_derivative, a.needs_z)) for a in ACTIVATIONS.values())
+
+
+def _no_activation(branches, code, *args):  # a code the specialization does not know: change nothing
+    return None
+
+
+def bias_activation_forward(branches, code, Z, b, p, pre):  # pragma: no cover - compiled by the overload below
     """``Z <- f(Z + b)`` in place, one pass (Z: (m, k) C-contiguous, b: (k,), p: the activation's parameter).
 
-    For activations whose derivative needs z (``Activation.needs_z``: gelu, silu), ``z = Z + b`` also goes
-    to ``pre`` (same shape as Z) when ``pre`` has rows; prediction passes an empty ``pre``.
+    ``code`` picks f among ``branches.activations``. For activations whose derivative needs z
+    (``Activation.needs_z``: gelu, silu), ``z = Z + b`` also goes to ``pre`` (same shape as Z) when ``pre``
+    has rows; prediction passes an empty ``pre``.
     """
-    c = constants(Z.dtype.type(0))
-    m, k = Z.shape
-    keep = pre.shape[0] > 0
-    if code == IDENTITY:
-        for i in range(m):
-            for j in range(k):
-                Z[i, j] = identity(Z[i, j] + b[j], p, c)
-    elif code == LOGISTIC:
-        for i in range(m):
-            for j in range(k):
-                Z[i, j] = logistic(Z[i, j] + b[j], p, c)
-    elif code == TANH:
-        for i in range(m):
-            for j in range(k):
-                Z[i, j] = tanh(Z[i, j] + b[j], p, c)
-    elif code == RELU:
-        for i in range(m):
-            for j in range(k):
-                Z[i, j] = relu(Z[i, j] + b[j], p, c)
-    elif code == LEAKY_RELU:
-        for i in range(m):
-            for j in range(k):
-                Z[i, j] = leaky_relu(Z[i, j] + b[j], p, c)
-    elif code == ELU:
-        for i in range(m):
-            for j in range(k):
-                Z[i, j] = elu(Z[i, j] + b[j], p, c)
-    elif code == SOFTPLUS:
-        for i in range(m):
-            for j in range(k):
-                Z[i, j] = softplus(Z[i, j] + b[j], p, c)
-    elif code == GELU:
-        for i in range(m):
-            for j in range(k):
-                z = Z[i, j] + b[j]
-                if keep:
-                    pre[i, j] = z
-                Z[i, j] = gelu(z, p, c)
-    elif code == SILU:
-        for i in range(m):
-            for j in range(k):
-                z = Z[i, j] + b[j]
-                if keep:
-                    pre[i, j] = z
-                Z[i, j] = silu(z, p, c)
 
 
-@jit
-def activation_backward(delta, A, pre, code, p, grad_b):
+@overload(bias_activation_forward, **OVERLOAD_OPTIONS)
+def _bias_activation_forward(branches, code, Z, b, p, pre):
+    return dispatch(FORWARD_PASSES, branches.activations, _no_activation)
+
+
+def activation_backward(branches, code, delta, A, pre, p, grad_b):  # pragma: no cover - see the overload
     """``delta <- delta * f'``, in place; the same pass writes ``grad_b = sum over rows of delta``.
 
-    A holds the layer's outputs ``f(z)`` from the forward pass, ``pre`` its ``z`` (read only for the
-    activations whose ``needs_z`` is set; any array of A's shape otherwise).
+    ``code`` picks f' among ``branches.activations``. A holds the layer's outputs ``f(z)`` from the forward
+    pass, ``pre`` its ``z`` (read only for the activations whose ``needs_z`` is set; any array of A's shape
+    otherwise).
     """
-    c = constants(delta.dtype.type(0))
-    m, k = delta.shape
-    grad_b[:] = c.zero
-    if code == IDENTITY:
-        for i in range(m):
-            for j in range(k):
-                d = delta[i, j] * identity_derivative(A[i, j], A[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-    elif code == LOGISTIC:
-        for i in range(m):
-            for j in range(k):
-                d = delta[i, j] * logistic_derivative(A[i, j], A[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-    elif code == TANH:
-        for i in range(m):
-            for j in range(k):
-                d = delta[i, j] * tanh_derivative(A[i, j], A[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-    elif code == RELU:
-        for i in range(m):
-            for j in range(k):
-                d = delta[i, j] * relu_derivative(A[i, j], A[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-    elif code == LEAKY_RELU:
-        for i in range(m):
-            for j in range(k):
-                d = delta[i, j] * leaky_relu_derivative(A[i, j], A[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-    elif code == ELU:
-        for i in range(m):
-            for j in range(k):
-                d = delta[i, j] * elu_derivative(A[i, j], A[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-    elif code == SOFTPLUS:
-        for i in range(m):
-            for j in range(k):
-                d = delta[i, j] * softplus_derivative(A[i, j], A[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-    elif code == GELU:
-        for i in range(m):
-            for j in range(k):
-                d = delta[i, j] * gelu_derivative(pre[i, j], A[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-    elif code == SILU:
-        for i in range(m):
-            for j in range(k):
-                d = delta[i, j] * silu_derivative(pre[i, j], A[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
+
+
+@overload(activation_backward, **OVERLOAD_OPTIONS)
+def _activation_backward(branches, code, delta, A, pre, p, grad_b):
+    return dispatch(BACKWARD_PASSES, branches.activations, _no_activation)

@@ -32,7 +32,8 @@ import numpy as np
 
 from fastbp._jit import jit
 from fastbp.kernels.activations import activation_backward, bias_activation_forward
-from fastbp.kernels.dropout import dropout_backward, dropout_forward, layer_key
+from fastbp.kernels.branches import all_branches
+from fastbp.kernels.dropout import dropout_backward_for, dropout_forward_for, layer_key
 from fastbp.kernels.inputs import input_times, input_transpose_times, n_rows
 from fastbp.kernels.losses import output_forward, output_loss_backward
 from fastbp.kernels.optimizers import NO_UPDATE, SGD, squared_norm, update_range
@@ -44,6 +45,8 @@ Model = namedtuple(
 # acts: every layer's outputs, capacity rows each; pre: the same layout for z (gelu, silu; size 0 otherwise);
 # delta_a/delta_b: a layer's delta, taking turns; blas: gemm scratch (blas.SCRATCH_BYTES)
 Scratch = namedtuple("Scratch", "acts pre delta_a delta_b capacity blas")
+# Every activation, loss and dropout: what every kernel compiles under FASTBP_KERNELS=shared (kernels.branches)
+ALL = all_branches()
 
 
 @jit(inline="always")
@@ -82,13 +85,14 @@ def NO_DROPOUT():  # noqa: N802 - a constant: int64 -1, not Literal[-1], which w
 
 
 @jit
-def forward_to_output(X, params, model, scratch, dropout_key):
+def forward_to_output(branches, X, params, model, scratch, dropout_key):
     """Every layer's product, with bias, activation (and dropout, when training with it) fused in for the
     hidden layers.
 
     Layer l's outputs go to ``scratch.acts``; returns the last layer's ``A_prev @ W`` (before its bias and
     output activation, which prediction and training finish differently). ``dropout_key`` < 0: no dropout
-    (prediction, validation); otherwise the batch's mask key (:mod:`fastbp.kernels.dropout`).
+    (prediction, validation); otherwise the batch's mask key (:mod:`fastbp.kernels.dropout`). ``branches``
+    (:class:`fastbp.kernels.branches.Branches`): the activations and dropout compiled in.
     """
     layers = model.layers
     m = n_rows(X)
@@ -104,20 +108,24 @@ def forward_to_output(X, params, model, scratch, dropout_key):
             np.dot(A_prev, weights(params, layers, l), Z)
         if l < last:
             pre = rows(scratch.pre, offset, m if scratch.pre.size > 0 else 0, k)
-            bias_activation_forward(Z, bias(params, layers, l), model.activations[l], model.activation_params[l], pre)
+            bias_activation_forward(
+                branches, model.activations[l], Z, bias(params, layers, l), model.activation_params[l], pre
+            )
             if dropout_key >= 0 and model.dropout_thresholds[l] > 0:
-                dropout_forward(Z, model.dropout_thresholds[l], model.dropout_scales[l], layer_key(dropout_key, l))
+                key = layer_key(dropout_key, l)
+                dropout_forward_for(branches, Z, model.dropout_thresholds[l], model.dropout_scales[l], key)
     return rows(scratch.acts, activation_offset(layers, last, scratch.capacity), m, layers[last, FAN_OUT])
 
 
 @jit
-def network_forward(X, params, model, acts, capacity):
+def network_forward(branches, X, params, model, acts, capacity):
     """Forward pass over the rows of X, no dropout; returns the outputs (a view of ``acts``).
 
-    ``model``: a plain tuple in :data:`Model` order; ``acts`` holds ``capacity`` rows of every layer's outputs.
+    ``model``: a plain tuple in :data:`Model` order; ``acts`` holds ``capacity`` rows of every layer's outputs;
+    ``branches``: the activations compiled in.
     """
     model, scratch = Model(*model), _prediction_scratch(acts, capacity)
-    out = forward_to_output(X, params, model, scratch, NO_DROPOUT())
+    out = forward_to_output(branches, X, params, model, scratch, NO_DROPOUT())
     output_forward(out, bias(params, model.layers, model.layers.shape[0] - 1), model.loss)
     return out
 
@@ -129,16 +137,16 @@ def _prediction_scratch(acts, capacity):
 
 
 @jit
-def hidden_forward(X, params, model, acts, capacity, layer):
+def hidden_forward(branches, X, params, model, acts, capacity, layer):
     """Hidden layer ``layer``'s activations over the rows of X, no dropout (a view of ``acts``).
 
     ``model`` (plain tuple, :data:`Model` order) holds the layers up to ``layer`` only.
     """
     model, scratch = Model(*model), _prediction_scratch(acts, capacity)
-    Z = forward_to_output(X, params, model, scratch, NO_DROPOUT())  # the layer's product, before bias and activation
+    Z = forward_to_output(branches, X, params, model, scratch, NO_DROPOUT())  # the layer's product, before its bias
     pre = scratch.pre.reshape((0, Z.shape[1]))  # keeps no z
     bias_activation_forward(
-        Z, bias(params, model.layers, layer), model.activations[layer], model.activation_params[layer], pre
+        branches, model.activations[layer], Z, bias(params, model.layers, layer), model.activation_params[layer], pre
     )
     return Z
 
@@ -170,14 +178,15 @@ def layer_gradient_step(A_prev, delta, params, grads, state_a, state_b, layers, 
 
 @jit
 def network_forward_backward(
-    X, Y, sample_weight, params, grads, model, scratch, state_a, state_b, l2, step, dropout_key
+    branches, X, Y, sample_weight, params, grads, model, scratch, state_a, state_b, l2, step, dropout_key
 ):
     """Forward, loss, backward over the m rows of X (one mini-batch), and the optimizer step fused in.
 
     Writes into ``grads`` the raw gradient sums (``A_prev.T @ delta`` and ``sum(delta)``, delta already
     weighted by the sample weights); the optimizer scales them by ``step.scale = 1 / sum(w)`` and adds
     ``l2 * W``. Layer l is updated as soon as ``delta_prev`` no longer needs its W. With ``step.code ==
-    NO_UPDATE`` only the gradients are computed (for lbfgs). ``dropout_key``: see :func:`forward_to_output`.
+    NO_UPDATE`` only the gradients are computed (for lbfgs). ``branches``, ``dropout_key``: see
+    :func:`forward_to_output`; ``branches`` also names the losses compiled in.
 
     Returns
     -------
@@ -186,11 +195,11 @@ def network_forward_backward(
     layers = model.layers
     m = n_rows(X)
     last = layers.shape[0] - 1
-    out = forward_to_output(X, params, model, scratch, dropout_key)
+    out = forward_to_output(branches, X, params, model, scratch, dropout_key)
     delta = rows(scratch.delta_a, 0, m, layers[last, FAN_OUT])
     grad_b = bias(grads, layers, last)
     loss = output_loss_backward(
-        out, bias(params, layers, last), Y, sample_weight, model.loss, model.loss_param, delta, grad_b
+        branches, model.loss, out, bias(params, layers, last), Y, sample_weight, model.loss_param, delta, grad_b
     )
     w_sq = params.dtype.type(0)
     b_sq = params.dtype.type(0)
@@ -204,21 +213,18 @@ def network_forward_backward(
         pre = rows(scratch.pre, offset, m, k) if scratch.pre.size > 0 else A_prev  # z, where it is kept
         dropped = dropout_key >= 0 and model.dropout_thresholds[h] > 0
         if not dropped:  # the derivative pass first, as before dropout existed (the measured order)
-            activation_backward(
-                delta_prev, A_prev, pre, model.activations[h], model.activation_params[h], bias(grads, layers, h)
-            )
+            code, p, grad_b = model.activations[h], model.activation_params[h], bias(grads, layers, h)
+            activation_backward(branches, code, delta_prev, A_prev, pre, p, grad_b)
         # layer l's gradient reads A_prev as the forward pass left it (after dropout) ...
         w, b = layer_gradient_step(A_prev, delta, params, grads, state_a, state_b, layers, l, l2, step, scratch.blas)
         w_sq += w
         b_sq += b
         if dropped:  # ... then A_prev may return to f(z) for the derivative
             key = layer_key(dropout_key, h)
-            dropout_backward(
-                delta_prev, A_prev, model.dropout_thresholds[h], model.dropout_scales[h], model.dropout_keep[h], key
-            )
-            activation_backward(
-                delta_prev, A_prev, pre, model.activations[h], model.activation_params[h], bias(grads, layers, h)
-            )
+            thresholds, scales, keep = model.dropout_thresholds, model.dropout_scales, model.dropout_keep
+            dropout_backward_for(branches, delta_prev, A_prev, thresholds[h], scales[h], keep[h], key)
+            code, p, grad_b = model.activations[h], model.activation_params[h], bias(grads, layers, h)
+            activation_backward(branches, code, delta_prev, A_prev, pre, p, grad_b)
         delta = delta_prev
     first = np.int64(0)  # not the literal 0: numba would compile layer_gradient_step once more for it (1.2 s)
     w, b = layer_gradient_step(X, delta, params, grads, state_a, state_b, layers, first, l2, step, scratch.blas)

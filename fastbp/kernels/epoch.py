@@ -32,8 +32,8 @@ def batch_weights(sample_weight, order, start, m, target):
 
 @jit
 def train_epoch(
-    X, Y, sample_weight, order, batch_size, params, grads, model, n_weights, alpha, settings, step_rates, adam_t,
-    state_a, state_b, X_batch, Y_batch, weight_batch, scratch, dropout_seed,
+    branches, X, Y, sample_weight, order, batch_size, params, grads, model, n_weights, alpha, settings, step_rates,
+    adam_t, state_a, state_b, X_batch, Y_batch, weight_batch, scratch, dropout_seed,
 ):  # fmt: skip
     """Train one epoch; returns ``(sum over batches of batch_loss * batch_rows, rows done, adam_t)``.
 
@@ -48,7 +48,8 @@ def train_epoch(
     ``state_a``/``state_b`` are the velocity (SGD) or the first and second moments (Adam). ``dropout_seed``
     (0 to 2^32 - 1) keys this epoch's dropout masks, one key per batch; -1 for none. The epoch stops early,
     with ``rows done < n``, as soon as a batch's loss or the parameters stop being finite; the caller then
-    discards the parameters.
+    discards the parameters. ``branches`` (:class:`fastbp.kernels.branches.Branches`): the activations,
+    losses and dropout this specialization compiles in.
     """
     model, scratch, settings = Model(*model), Scratch(*scratch), Step(*settings)  # plain tuples from Python
     n = order.shape[0] if order.shape[0] > 0 else n_rows(X)
@@ -80,12 +81,12 @@ def train_epoch(
             Xb = input_gather(X, order, start, m, X_batch)
             Yb = input_gather(Y, order, start, m, Y_batch)
             data_loss, w_sq, b_sq = network_forward_backward(
-                Xb, Yb, wb, params, grads, model, scratch, state_a, state_b, alpha * scale, step, dropout_key
+                branches, Xb, Yb, wb, params, grads, model, scratch, state_a, state_b, alpha * scale, step, dropout_key
             )
         else:  # two calls, not one with a shared variable: X may be read-only, the batch buffer is not
             data_loss, w_sq, b_sq = network_forward_backward(
-                input_rows(X, start, m), Y[start : start + m], wb, params, grads, model, scratch, state_a, state_b,
-                alpha * scale, step, dropout_key,
+                branches, input_rows(X, start, m), Y[start : start + m], wb, params, grads, model, scratch, state_a,
+                state_b, alpha * scale, step, dropout_key,
             )  # fmt: skip
         batch_loss = (data_loss + penalty) * scale
         if not (np.isfinite(batch_loss) and np.isfinite(w_sq + b_sq)):
@@ -96,10 +97,11 @@ def train_epoch(
 
 
 @jit
-def loss_and_gradient(X, Y, sample_weight, params, grads, model, n_weights, alpha, scratch, dropout_key):
+def loss_and_gradient(branches, X, Y, sample_weight, params, grads, model, n_weights, alpha, scratch, dropout_key):
     """Full-batch loss (with the L2 penalty) and its exact gradient, written into ``grads``.
 
     ``dropout_key`` >= 0 applies dropout with that mask key (:mod:`fastbp.kernels.dropout`); -1 none.
+    ``branches``: as in :func:`train_epoch`.
     """
     model, scratch = Model(*model), Scratch(*scratch)  # plain tuples from Python (see kernels.dense)
     dtype = params.dtype.type
@@ -109,7 +111,7 @@ def loss_and_gradient(X, Y, sample_weight, params, grads, model, n_weights, alph
     zero = dtype(0)
     no_step = Step(NO_UPDATE, zero, zero, False, zero, zero, zero, zero)
     data_loss, _, _ = network_forward_backward(
-        X, Y, weights, params, grads, model, scratch, params[:0], params[:0], zero, no_step, dropout_key
+        branches, X, Y, weights, params, grads, model, scratch, params[:0], params[:0], zero, no_step, dropout_key
     )
     scale = dtype(1) / sw_sum
     l2 = alpha * scale

@@ -22,10 +22,8 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from fastbp._jit import FASTMATH, jit
+from fastbp._jit import OVERLOAD_OPTIONS, jit
 from fastbp.kernels.blas import gemm_accumulate
-
-_OPTIONS = {"jit_options": {"fastmath": set(FASTMATH), "error_model": "numpy"}}
 
 
 def n_rows(X):  # pragma: no cover - the compiled versions below are what runs
@@ -63,21 +61,21 @@ def _dense(X) -> bool:
     return isinstance(X, types.Array)
 
 
-@overload(n_rows, **_OPTIONS)
+@overload(n_rows, **OVERLOAD_OPTIONS)
 def _n_rows(X):
     if _dense(X):
         return lambda X: X.shape[0]
     return lambda X: X[2].shape[0] - 1
 
 
-@overload(input_rows, **_OPTIONS)
+@overload(input_rows, **OVERLOAD_OPTIONS)
 def _input_rows(X, start, m):
     if _dense(X):
         return lambda X, start, m: X[start : start + m]
     return lambda X, start, m: (X[0], X[1], X[2][start : start + m + 1], X[3])
 
 
-@overload(input_gather, **_OPTIONS)
+@overload(input_gather, **OVERLOAD_OPTIONS)
 def _input_gather(X, order, start, m, buffer):
     if _dense(X):
 
@@ -107,7 +105,7 @@ def _input_gather(X, order, start, m, buffer):
     return gather_csr
 
 
-@overload(input_times, **_OPTIONS)
+@overload(input_times, **OVERLOAD_OPTIONS)
 def _input_times(X, W, Z):
     if _dense(X):
 
@@ -128,7 +126,7 @@ def _input_times(X, W, Z):
     return times_csr
 
 
-@overload(input_transpose_times, **_OPTIONS)
+@overload(input_transpose_times, **OVERLOAD_OPTIONS)
 def _input_transpose_times(X, D, C, alpha, beta, blas_scratch):
     if _dense(X):
 

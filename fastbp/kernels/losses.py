@@ -12,8 +12,10 @@
 
 This file is the one place an output/loss pair is defined: a scalar pair for the kernels (``loss(y, y_hat, p,
 c)`` and ``error(y, y_hat, p, c)``; ``p`` is the loss's parameter, ``c`` typed constants), a :class:`Loss`
-entry in :data:`LOSSES` (code, output activation, parameter name, the same math in NumPy for
-``fastbp.reference``), and its branches in :func:`output_loss_backward`. The output error of the four matched
+entry in :data:`LOSSES` (code, output activation, parameter name, the kernels' pair, the same math in NumPy
+for ``fastbp.reference``); a factory makes its fused pass from the kernels' pair, and
+:func:`output_loss_backward` picks the pass by code among the losses a specialization compiles in
+(:mod:`fastbp.kernels.branches`). The output error of the four matched
 pairs is ``y_hat - y``; the robust losses' errors are defined at their kinks as scikit-learn's ``_loss``
 module defines them (absolute error: -1 at r = 0; quantile: 1 - q at y = y_hat).
 
@@ -31,8 +33,10 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+from numba.extending import overload
 
-from fastbp._jit import jit
+from fastbp._jit import OVERLOAD_OPTIONS, jit
+from fastbp.kernels.branches import dispatch
 
 Constants = namedtuple("Constants", "zero one half eps")
 
@@ -133,30 +137,49 @@ class Loss(NamedTuple):
     code: int
     output: str  # the output activation
     parameter: str | None  # the name of the loss's parameter, if it has one
+    kernel: Callable  # per-element loss (y, y_hat, p, c), compiled
+    kernel_error: Callable  # d loss / d z (y, y_hat, p, c), compiled
     reference_output: Callable  # y_hat = output(z)
     reference_loss: Callable  # per-element loss (y, y_hat, p), summed over outputs by the caller
     reference_error: Callable  # d loss / d z (y, y_hat, p)
 
 
 LOSSES: dict[str, Loss] = {
-    "squared_error": Loss(0, "identity", None, lambda z: z, lambda y, q, p: 0.5 * (q - y) ** 2, _np_residual),
+    "squared_error": Loss(
+        0, "identity", None, squared_error, residual, lambda z: z, lambda y, q, p: 0.5 * (q - y) ** 2, _np_residual
+    ),
     "binary_log_loss": Loss(
         1,
         "logistic",
         None,
+        binary_log_loss,
+        residual,
         lambda z: 1 / (1 + np.exp(-z)),
         lambda y, q, p: -(_np_xlogy(y, _np_clip(q)) + _np_xlogy(1 - y, 1 - _np_clip(q))),
         _np_residual,
     ),
-    "log_loss": Loss(2, "softmax", None, _np_softmax, lambda y, q, p: -_np_xlogy(y, _np_clip(q)), _np_residual),
-    "poisson": Loss(3, "exp", None, np.exp, lambda y, q, p: _np_xlogy(y, y / q) - y + q, _np_residual),
+    "log_loss": Loss(
+        2, "softmax", None, log_loss, residual, _np_softmax, lambda y, q, p: -_np_xlogy(y, _np_clip(q)), _np_residual
+    ),
+    "poisson": Loss(
+        3, "exp", None, poisson, residual, np.exp, lambda y, q, p: _np_xlogy(y, y / q) - y + q, _np_residual
+    ),
     "absolute_error": Loss(
-        4, "identity", None, lambda z: z, lambda y, q, p: np.abs(q - y), lambda y, q, p: np.where(q > y, 1.0, -1.0)
+        4,
+        "identity",
+        None,
+        absolute_error,
+        absolute_error_error,
+        lambda z: z,
+        lambda y, q, p: np.abs(q - y),
+        lambda y, q, p: np.where(q > y, 1.0, -1.0),
     ),
     "huber": Loss(
         5,
         "identity",
         "delta",
+        huber,
+        huber_error,
         lambda z: z,
         lambda y, q, p: np.where(np.abs(q - y) <= p, 0.5 * (q - y) ** 2, p * (np.abs(q - y) - 0.5 * p)),
         lambda y, q, p: np.clip(q - y, -p, p),
@@ -165,6 +188,8 @@ LOSSES: dict[str, Loss] = {
         6,
         "identity",
         "quantile",
+        quantile,
+        quantile_error,
         lambda z: z,
         lambda y, q, p: np.where(y >= q, p * (y - q), (1 - p) * (q - y)),
         lambda y, q, p: np.where(y >= q, -p, 1 - p),
@@ -184,97 +209,108 @@ for _name, _entry in LOSSES.items():
 
 # -- the fused passes -----------------------------------------------------------------------------------------
 @jit
-def output_forward(Z, b, code):
-    """``Z <- output_activation(Z + b)`` in place (prediction; no loss)."""
+def softmax_forward(Z, b):
+    """``Z <- softmax(Z + b)`` row by row, in place."""
     m, k = Z.shape
     one = Z.dtype.type(1)
-    zero = Z.dtype.type(0)
     for i in range(m):
-        if code == LOG_LOSS:  # softmax
-            top = Z[i, 0] + b[0]
-            for j in range(k):
-                top = max(top, Z[i, j] + b[j])
-            total = zero
-            for j in range(k):
-                e = np.exp(Z[i, j] + b[j] - top)
-                Z[i, j] = e
-                total += e
-            inv = one / total
-            for j in range(k):
-                Z[i, j] *= inv
-        elif code == BINARY_LOG_LOSS:  # logistic
-            for j in range(k):
-                Z[i, j] = one / (one + np.exp(-(Z[i, j] + b[j])))
-        elif code == POISSON:  # exp
-            for j in range(k):
-                Z[i, j] = np.exp(Z[i, j] + b[j])
-        else:  # identity: squared, absolute, huber and quantile losses
-            for j in range(k):
-                Z[i, j] = Z[i, j] + b[j]
+        top = Z[i, 0] + b[0]
+        for j in range(k):
+            top = max(top, Z[i, j] + b[j])
+        total = Z.dtype.type(0)
+        for j in range(k):
+            e = np.exp(Z[i, j] + b[j] - top)
+            Z[i, j] = e
+            total += e
+        inv = one / total
+        for j in range(k):
+            Z[i, j] *= inv
 
 
 @jit
-def output_loss_backward(Z, b, Y, sample_weight, code, p, delta, grad_b):
-    """Output activation, loss and output error in one pass over the rows.
+def logistic_forward(Z, b):
+    one = Z.dtype.type(1)
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            Z[i, j] = one / (one + np.exp(-(Z[i, j] + b[j])))
+
+
+@jit
+def exp_forward(Z, b):
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            Z[i, j] = np.exp(Z[i, j] + b[j])
+
+
+@jit
+def identity_forward(Z, b):
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            Z[i, j] = Z[i, j] + b[j]
+
+
+OUTPUT_FORWARD = {"softmax": softmax_forward, "logistic": logistic_forward, "exp": exp_forward}
+
+
+@jit
+def output_forward(Z, b, code):
+    """``Z <- output_activation(Z + b)`` in place, the output of loss ``code`` (prediction; no loss)."""
+    if code == LOG_LOSS:
+        softmax_forward(Z, b)
+    elif code == BINARY_LOG_LOSS:
+        logistic_forward(Z, b)
+    elif code == POISSON:
+        exp_forward(Z, b)
+    else:  # squared, absolute, huber and quantile losses
+        identity_forward(Z, b)
+
+
+def _loss_pass(output, loss, error):
+    """One loss's fused pass: output activation, loss sum, delta and its column sums."""
+
+    def loss_pass(branches, code, Z, b, Y, sample_weight, p, delta, grad_b):
+        output(Z, b)
+        c = Constants(Z.dtype.type(0), Z.dtype.type(1), Z.dtype.type(0.5), Z.dtype.type(np.finfo(Z.dtype).eps))
+        m, k = Z.shape
+        weighted = sample_weight.shape[0] > 0
+        grad_b[:] = c.zero
+        total = c.zero
+        for i in range(m):
+            w = sample_weight[i] if weighted else c.one
+            row = c.zero
+            for j in range(k):
+                row += loss(Y[i, j], Z[i, j], p, c)
+                d = w * error(Y[i, j], Z[i, j], p, c)
+                delta[i, j] = d
+                grad_b[j] += d
+            total += w * row
+        return total
+
+    return loss_pass
+
+
+LOSS_PASSES = tuple(
+    (entry.code, _loss_pass(OUTPUT_FORWARD.get(entry.output, identity_forward), entry.kernel, entry.kernel_error))
+    for entry in LOSSES.values()
+)
+
+
+def _no_loss(branches, code, Z, *args):  # a code the specialization does not know: NaN stops the epoch
+    return Z.dtype.type(np.nan)
+
+
+def output_loss_backward(branches, code, Z, b, Y, sample_weight, p, delta, grad_b):  # pragma: no cover
+    """Output activation, loss and output error in one pass over the rows (compiled by the overload below).
 
     On return Z holds ``y_hat``, ``delta = w * error(y, y_hat)`` and ``grad_b`` its column sums. Returns the
     weighted sum of the per-sample losses. ``sample_weight`` of size 0 means all weights are 1; ``p`` is the
-    loss's parameter (huber's delta, the quantile), ignored by the others. The branches are explicit loops
-    (a generic loop taking the rules as arguments took 3.5 s of a first fit's compile instead of 1.7 s,
-    numba's compile events; as in activations.py).
+    loss's parameter (huber's delta, the quantile), ignored by the others; ``code`` picks the loss among
+    ``branches.losses``. One pass per loss, made from its scalar pair (a generic loop taking the rules as
+    arguments took 3.5 s of a first fit's compile instead of 1.7 s, numba's compile events; as in
+    activations.py).
     """
-    output_forward(Z, b, code)
-    c = Constants(Z.dtype.type(0), Z.dtype.type(1), Z.dtype.type(0.5), Z.dtype.type(np.finfo(Z.dtype).eps))
-    m, k = Z.shape
-    weighted = sample_weight.shape[0] > 0
-    grad_b[:] = c.zero
-    total = c.zero
-    for i in range(m):
-        w = sample_weight[i] if weighted else c.one
-        row = c.zero
-        if code == SQUARED_ERROR:
-            for j in range(k):
-                row += squared_error(Y[i, j], Z[i, j], p, c)
-                d = w * residual(Y[i, j], Z[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-        elif code == BINARY_LOG_LOSS:
-            for j in range(k):
-                row += binary_log_loss(Y[i, j], Z[i, j], p, c)
-                d = w * residual(Y[i, j], Z[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-        elif code == LOG_LOSS:
-            for j in range(k):
-                row += log_loss(Y[i, j], Z[i, j], p, c)
-                d = w * residual(Y[i, j], Z[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-        elif code == POISSON:
-            for j in range(k):
-                row += poisson(Y[i, j], Z[i, j], p, c)
-                d = w * residual(Y[i, j], Z[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-        elif code == ABSOLUTE_ERROR:
-            for j in range(k):
-                row += absolute_error(Y[i, j], Z[i, j], p, c)
-                d = w * absolute_error_error(Y[i, j], Z[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-        elif code == HUBER:
-            for j in range(k):
-                row += huber(Y[i, j], Z[i, j], p, c)
-                d = w * huber_error(Y[i, j], Z[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-        elif code == QUANTILE:
-            for j in range(k):
-                row += quantile(Y[i, j], Z[i, j], p, c)
-                d = w * quantile_error(Y[i, j], Z[i, j], p, c)
-                delta[i, j] = d
-                grad_b[j] += d
-        else:  # no such code (Python checks codes before any call): make the epoch stop
-            row = Z.dtype.type(np.nan)
-        total += w * row
-    return total
+
+
+@overload(output_loss_backward, **OVERLOAD_OPTIONS)
+def _output_loss_backward(branches, code, Z, b, Y, sample_weight, p, delta, grad_b):
+    return dispatch(LOSS_PASSES, branches.losses, _no_loss)
