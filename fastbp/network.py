@@ -171,21 +171,12 @@ class Network:
             dtype.type(self.loss_parameter),
         )
         self._model_args = tuple(self._model)  # as the kernels take it (see fastbp.kernels.dense)
-        # what the kernels compile in: this network's activations, loss and dropout only (kernels.branches)
-        self._branches = Branches(self._model.activations, [self._model.loss], bool(any(rates > 0)))
-        self._forward_branches = Branches(self._model.activations, [], False)
-
-    def _training_branches(self) -> Branches:
-        """The branches the training kernels compile: this network's own, or every one (``FASTBP_KERNELS=shared``).
-
-        Specialized kernels compile only what the network uses (a first default fit: 9 s instead of 14.5 s with
-        an empty cache); each new combination of activations, loss and dropout compiles once more.
-        """
-        return ALL if shared_kernels() else self._branches
-
-    def _prediction_branches(self) -> Branches:
-        """The branches the forward kernels compile: this network's activations, or every one."""
-        return ALL if shared_kernels() else self._forward_branches
+        # what the kernels compile in: this network's activations, loss and dropout only, or every branch with
+        # FASTBP_KERNELS=shared (kernels.branches). Specialized kernels compile only what the network uses (a first
+        # default fit: 9 s instead of 14.5 s with an empty cache); each new combination compiles once more.
+        # Prediction takes the same set, so it reuses the forward pass training compiled.
+        own = Branches(self._model.activations, [self._model.loss], bool(any(rates > 0)))
+        self._branches = ALL if shared_kernels() else own
 
     # -- parameters -----------------------------------------------------------------------------------------
     @property
@@ -329,7 +320,7 @@ class Network:
         out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
         capacity = min(n, PREDICT_CHUNK_ROWS)
         acts = self._prediction_scratch(capacity * sum(self.layer_sizes[1:]))
-        branches = self._prediction_branches()
+        branches = self._branches
         for start in range(0, n, capacity):
             stop = min(n, start + capacity)
             rows = _row_range(X, start, stop)
@@ -360,7 +351,7 @@ class Network:
         capacity = min(n, PREDICT_CHUNK_ROWS)
         acts = self._prediction_scratch(capacity * sum(self.layer_sizes[1 : layer + 2]))
         model = tuple(self._model._replace(layers=self.layers[: layer + 1]))
-        branches = self._prediction_branches()
+        branches = self._branches
         for start in range(0, n, capacity):
             stop = min(n, start + capacity)
             rows = _row_range(X, start, stop)
@@ -427,7 +418,7 @@ class Network:
         )
         key = -1 if dropout_seed is None else _dropout_seed(dropout_seed)
         loss = _epoch.loss_and_gradient(
-            self._training_branches(),
+            self._branches,
             X,
             Y,
             sample_weight,
@@ -601,7 +592,7 @@ class Network:
         )
         try:
             total, done, adam_t = _epoch.train_epoch(
-                self._training_branches(), X, Y, sample_weight, order, batch_size, self.params, workspace.grads,
+                self._branches, X, Y, sample_weight, order, batch_size, self.params, workspace.grads,
                 self._model_args, self.n_weights, dt(alpha), settings, learning_rates, t, state_a, state_b,
                 _gather_buffer(X, order, batch_size, workspace), workspace.Y_batch, workspace.weight_batch, scratch,
                 dropout_seed,

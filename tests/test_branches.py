@@ -88,10 +88,11 @@ def test_a_code_outside_the_compiled_branches_changes_nothing_or_stops(monkeypat
 
 
 def test_kernel_choice_is_checked(monkeypatch):
-    net, X, Y, _ = make_problem([3, 4, 2], "relu", "log_loss", n=5)
     monkeypatch.setenv("FASTBP_KERNELS", "fast")
     with pytest.raises(ValueError, match="FASTBP_KERNELS must be 'shared' or 'specialized'"):
-        net.train_epoch(X, Y, batch_size=2, optimizer=fastbp.Adam())
+        fastbp.Network([3, 4, 2])
+    with pytest.raises(ValueError, match="FASTBP_KERNELS must be 'shared' or 'specialized'"):
+        fastbp.MLPClassifier((4,)).fit(np.ones((4, 3)), [0, 1, 0, 1])
 
 
 def test_branches_value():

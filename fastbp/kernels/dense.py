@@ -126,7 +126,7 @@ def network_forward(branches, X, params, model, acts, capacity):
     """
     model, scratch = Model(*model), _prediction_scratch(acts, capacity)
     out = forward_to_output(branches, X, params, model, scratch, NO_DROPOUT())
-    output_forward(out, bias(params, model.layers, model.layers.shape[0] - 1), model.loss)
+    output_forward(branches, model.loss, out, bias(params, model.layers, model.layers.shape[0] - 1))
     return out
 
 

@@ -196,11 +196,6 @@ LOSSES: dict[str, Loss] = {
     ),
 }
 LOSS_CODES: dict[str, int] = {name: entry.code for name, entry in LOSSES.items()}
-# the codes the fused pass branches on (module globals: numba compiles them in as constants)
-SQUARED_ERROR, BINARY_LOG_LOSS, LOG_LOSS, POISSON, ABSOLUTE_ERROR, HUBER, QUANTILE = (
-    LOSSES[name].code
-    for name in ("squared_error", "binary_log_loss", "log_loss", "poisson", "absolute_error", "huber", "quantile")
-)
 # The loss an output activation has when none is named (its matched loss: the first entry with that output).
 DEFAULT_LOSS: dict[str, str] = {}
 for _name, _entry in LOSSES.items():
@@ -252,17 +247,29 @@ def identity_forward(Z, b):
 OUTPUT_FORWARD = {"softmax": softmax_forward, "logistic": logistic_forward, "exp": exp_forward}
 
 
-@jit
-def output_forward(Z, b, code):
+def _output_pass(forward):
+    def output(branches, code, Z, b):
+        forward(Z, b)
+
+    return output
+
+
+OUTPUT_PASSES = tuple(
+    (entry.code, _output_pass(OUTPUT_FORWARD.get(entry.output, identity_forward))) for entry in LOSSES.values()
+)
+
+
+def output_forward(branches, code, Z, b):  # pragma: no cover - compiled by the overload below
     """``Z <- output_activation(Z + b)`` in place, the output of loss ``code`` (prediction; no loss)."""
-    if code == LOG_LOSS:
-        softmax_forward(Z, b)
-    elif code == BINARY_LOG_LOSS:
-        logistic_forward(Z, b)
-    elif code == POISSON:
-        exp_forward(Z, b)
-    else:  # squared, absolute, huber and quantile losses
-        identity_forward(Z, b)
+
+
+@overload(output_forward, **OVERLOAD_OPTIONS)
+def _output_forward(branches, code, Z, b):
+    return dispatch(OUTPUT_PASSES, branches.losses, _no_output)
+
+
+def _no_output(branches, code, *args):  # a code the specialization does not know: change nothing
+    return None
 
 
 def _loss_pass(output, loss, error):
