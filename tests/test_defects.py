@@ -179,7 +179,7 @@ def test_import_works_where_no_compile_cache_can_be_written(tmp_path):
         (folder / "__pycache__").write_text("not a folder")  # numba cannot create its cache here (even as root)
     blocked = tmp_path / "blocked"
     blocked.write_text("a file, so no cache folder can be made below it")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CACHE")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_CACHE", "FASTBP_CACHE"))}
     env.update(PYTHONPATH=str(tmp_path / "site"), HOME=str(blocked), XDG_CACHE_HOME=str(blocked / "cache"))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     script = textwrap.dedent(
