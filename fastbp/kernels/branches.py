@@ -97,7 +97,7 @@ def all_branches() -> Branches:
 
 
 def shared_kernels() -> bool:
-    """True when ``FASTBP_KERNELS=shared``: train with :data:`ALL` instead of a network's own branches."""
+    """True when ``FASTBP_KERNELS=shared``: networks use every branch (``dense.ALL``), not their own."""
     value = os.environ.get("FASTBP_KERNELS", "specialized")
     if value not in ("shared", "specialized"):
         raise ValueError(f"FASTBP_KERNELS must be 'shared' or 'specialized', got {value!r}")
@@ -111,7 +111,7 @@ def dispatch(passes: tuple, codes: tuple, fallback):
     ``passes`` holds ``(code, pass)`` pairs of plain functions taking ``(branches, code, ...)``. With one code
     the implementation *is* that pass: a specialization is built from the network's own codes, so every call
     passes that code, and one compiled function is all it costs (each small compiled function adds ~0.1 s to a
-    first fit). With several, one flat ``if code == ...: elif ...`` over the compiled passes; a code outside
+    first fit). With several, one flat ``if code == ...: elif ...`` with the passes inlined; a code outside
     ``codes`` runs ``fallback`` (Python checks codes before any kernel runs, so that is a guard, not a path).
     Not a chain of nested compiled functions: numba re-optimizes every callee inside each caller, and nine
     nested branches made the first fit with every branch 40 s instead of 14 s. Called at type-checking time by

@@ -244,7 +244,13 @@ def identity_forward(Z, b):
             Z[i, j] = Z[i, j] + b[j]
 
 
-OUTPUT_FORWARD = {"softmax": softmax_forward, "logistic": logistic_forward, "exp": exp_forward}
+# each output activation of the registry (``Loss.output``) and its pass
+OUTPUT_FORWARD = {
+    "identity": identity_forward,
+    "softmax": softmax_forward,
+    "logistic": logistic_forward,
+    "exp": exp_forward,
+}
 
 
 def _output_pass(forward):
@@ -254,9 +260,11 @@ def _output_pass(forward):
     return output
 
 
-OUTPUT_PASSES = tuple(
-    (entry.code, _output_pass(OUTPUT_FORWARD.get(entry.output, identity_forward))) for entry in LOSSES.values()
-)
+OUTPUT_PASSES = tuple((entry.code, _output_pass(OUTPUT_FORWARD[entry.output])) for entry in LOSSES.values())
+
+
+def _no_output(branches, code, *args):  # a code the specialization does not know: change nothing
+    return None
 
 
 def output_forward(branches, code, Z, b):  # pragma: no cover - compiled by the overload below
@@ -266,10 +274,6 @@ def output_forward(branches, code, Z, b):  # pragma: no cover - compiled by the 
 @overload(output_forward, **OVERLOAD_OPTIONS)
 def _output_forward(branches, code, Z, b):
     return dispatch(OUTPUT_PASSES, branches.losses, _no_output)
-
-
-def _no_output(branches, code, *args):  # a code the specialization does not know: change nothing
-    return None
 
 
 def _loss_pass(output, loss, error):
@@ -297,7 +301,7 @@ def _loss_pass(output, loss, error):
 
 
 LOSS_PASSES = tuple(
-    (entry.code, _loss_pass(OUTPUT_FORWARD.get(entry.output, identity_forward), entry.kernel, entry.kernel_error))
+    (entry.code, _loss_pass(OUTPUT_FORWARD[entry.output], entry.kernel, entry.kernel_error))
     for entry in LOSSES.values()
 )
 
