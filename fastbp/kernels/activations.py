@@ -34,7 +34,7 @@ from numba.extending import overload
 from scipy.special import erf as _np_erf
 
 from fastbp._jit import OVERLOAD_OPTIONS, jit
-from fastbp.kernels.branches import dispatch
+from fastbp.kernels.branches import change_nothing, dispatch
 
 Constants = namedtuple("Constants", "zero one half inv_sqrt2 inv_sqrt_2pi")
 
@@ -238,10 +238,6 @@ FORWARD_PASSES = tuple((a.code, _forward_pass(a.kernel, a.needs_z)) for a in ACT
 BACKWARD_PASSES = tuple((a.code, _backward_pass(a.kernel_derivative, a.needs_z)) for a in ACTIVATIONS.values())
 
 
-def _no_activation(branches, code, *args):  # a code the specialization does not know: change nothing
-    return None
-
-
 def bias_activation_forward(branches, code, Z, b, p, pre):  # pragma: no cover - compiled by the overload below
     """``Z <- f(Z + b)`` in place, one pass (Z: (m, k) C-contiguous, b: (k,), p: the activation's parameter).
 
@@ -253,7 +249,7 @@ def bias_activation_forward(branches, code, Z, b, p, pre):  # pragma: no cover -
 
 @overload(bias_activation_forward, **OVERLOAD_OPTIONS)
 def _bias_activation_forward(branches, code, Z, b, p, pre):
-    return dispatch(FORWARD_PASSES, branches.activations, _no_activation)
+    return dispatch(FORWARD_PASSES, branches.activations, change_nothing)
 
 
 def activation_backward(branches, code, delta, A, pre, p, grad_b):  # pragma: no cover - see the overload
@@ -267,4 +263,4 @@ def activation_backward(branches, code, delta, A, pre, p, grad_b):  # pragma: no
 
 @overload(activation_backward, **OVERLOAD_OPTIONS)
 def _activation_backward(branches, code, delta, A, pre, p, grad_b):
-    return dispatch(BACKWARD_PASSES, branches.activations, _no_activation)
+    return dispatch(BACKWARD_PASSES, branches.activations, change_nothing)

@@ -1,9 +1,10 @@
 """Which branches a kernel compiles: only the activations, loss and dropout a network uses.
 
 The fused passes pick an activation or a loss by a code at run time (a network may mix activations, and one
-compiled epoch serves every layer). If every kernel compiled every branch, a first ``fit`` would compile nine
-activations, seven losses and dropout to run one of each: 14.5 s with an empty cache, 7.7 s with only the
-branches it uses (a fresh process, default ``MLPClassifier`` on float32; docs/design.md "Cold start").
+compiled epoch serves every layer). When every kernel compiled every branch, a first ``fit`` compiled nine
+activations, seven losses and dropout to run one of each: 13.6-15.2 s with an empty cache, 8.4-9.7 s now that
+it compiles only the branches it uses (a fresh process, default ``MLPClassifier`` on float32; docs/design.md
+"Cold start").
 
 So the kernels Python calls take a :class:`Branches` value as their first argument. Its numba type carries
 the codes, so numba compiles (and caches) one specialization per set of branches, and the dispatchers built
@@ -102,6 +103,11 @@ def shared_kernels() -> bool:
     if value not in ("shared", "specialized"):
         raise ValueError(f"FASTBP_KERNELS must be 'shared' or 'specialized', got {value!r}")
     return value == "shared"
+
+
+def change_nothing(branches, code, *args):
+    """The fallback of a dispatching pass that writes in place: a code the specialization does not know."""
+    return None
 
 
 @functools.cache

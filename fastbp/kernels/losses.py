@@ -36,7 +36,7 @@ import numpy as np
 from numba.extending import overload
 
 from fastbp._jit import OVERLOAD_OPTIONS, jit
-from fastbp.kernels.branches import dispatch
+from fastbp.kernels.branches import change_nothing, dispatch
 
 Constants = namedtuple("Constants", "zero one half eps")
 
@@ -195,7 +195,6 @@ LOSSES: dict[str, Loss] = {
         lambda y, q, p: np.where(y >= q, -p, 1 - p),
     ),
 }
-LOSS_CODES: dict[str, int] = {name: entry.code for name, entry in LOSSES.items()}
 # The loss an output activation has when none is named (its matched loss: the first entry with that output).
 DEFAULT_LOSS: dict[str, str] = {}
 for _name, _entry in LOSSES.items():
@@ -263,17 +262,13 @@ def _output_pass(forward):
 OUTPUT_PASSES = tuple((entry.code, _output_pass(OUTPUT_FORWARD[entry.output])) for entry in LOSSES.values())
 
 
-def _no_output(branches, code, *args):  # a code the specialization does not know: change nothing
-    return None
-
-
 def output_forward(branches, code, Z, b):  # pragma: no cover - compiled by the overload below
     """``Z <- output_activation(Z + b)`` in place, the output of loss ``code`` (prediction; no loss)."""
 
 
 @overload(output_forward, **OVERLOAD_OPTIONS)
 def _output_forward(branches, code, Z, b):
-    return dispatch(OUTPUT_PASSES, branches.losses, _no_output)
+    return dispatch(OUTPUT_PASSES, branches.losses, change_nothing)
 
 
 def _loss_pass(output, loss, error):
