@@ -56,6 +56,8 @@ def test_train_on_synthetic_data_reports_epochs_accuracy_and_confusion(tmp_path)
         (["train", "--loss", "quantile"], 2, "--loss quantile and --quantile go together"),
         (["train", "--quantile", "0.5"], 2, "--loss quantile and --quantile go together"),
         ([*TRAIN_SMALL, "--loss", "huber"], 2, "--loss is for regression"),
+        (["compile", "--dtype", "float16"], 2, "invalid choice"),
+        (["compile", "--loss", "log_loss"], 2, "invalid choice"),
     ],
 )
 def test_user_mistakes_get_exit_codes_and_one_line(args, code, message):

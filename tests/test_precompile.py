@@ -1,0 +1,85 @@
+"""``fastbp compile``: kernels compiled ahead of time are the ones a later fit and prediction load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastbp.precompile import Configuration, configurations
+
+# A fit and a prediction in a fresh process; prints the fastbp functions numba had to compile (cache misses).
+FIT_AND_PREDICT = """
+import warnings
+import numpy as np
+from numba.core import event
+
+compiled = []
+
+
+class Compiles(event.Listener):
+    def on_start(self, ev):
+        function = ev.data["dispatcher"].py_func
+        if function.__module__.startswith("fastbp"):
+            compiled.append(function.__qualname__)
+
+    def on_end(self, ev):
+        pass
+
+
+event.register("numba:compile", Compiles())
+import fastbp
+
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(3)
+X = rng.normal(size=(300, 20)).astype(np.float32)
+y = rng.integers(0, 4, 300)
+model = fastbp.MLPClassifier((16, 8), max_iter=2, batch_size=50, early_stopping=True, random_state=0).fit(X, y)
+assert model.predict_proba(X[:1]).shape == (1, 4)
+print("compiled:", ",".join(compiled))
+"""
+
+
+def test_a_fit_after_fastbp_compile_compiles_nothing(tmp_path):
+    env = {**os.environ, "FASTBP_CACHE_DIR": str(tmp_path), "FASTBP_KERNELS": "specialized"}
+    env.pop("NUMBA_CACHE_DIR", None)
+
+    def fit_and_predict():
+        out = subprocess.run([sys.executable, "-c", FIT_AND_PREDICT], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().removeprefix("compiled:").strip()
+
+    args = ["--dtype", "float32", "--task", "multiclass", "regression", "--loss", "huber"]
+    out = subprocess.run([sys.executable, "-m", "fastbp", "compile", *args], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert str(tmp_path) in lines[0]
+    assert [line.split(":")[0].strip() for line in lines[1:-1]] == [
+        "float32, relu, multiclass, adam",
+        "float32, relu, regression (huber), adam",
+    ]
+    assert fit_and_predict() == ""
+    # the same fit with a cache that was never warmed compiles the training and prediction kernels
+    env["FASTBP_CACHE_DIR"] = str(tmp_path / "empty")
+    assert {"train_epoch", "network_forward"} <= set(fit_and_predict().split(","))
+
+
+def test_configurations_are_checked_and_share_what_compiles_once():
+    got = configurations(["float64"], ["relu", "tanh"], ["binary", "regression"], ["huber", "poisson"], ["sgd", "adam"])
+    assert len(got) == 6  # 2 activations x (binary + 2 regression losses); sgd and adam share an epoch
+    assert {c.solver for c in got} == {"sgd"} and {c.loss for c in got} == {"binary_log_loss", "huber", "poisson"}
+    assert configurations(["float32"], ["relu"], ["multiclass"], solvers=["lbfgs", "adam"], dropout=True) == [
+        Configuration("float32", "relu", "multiclass", "log_loss", solver, solver == "adam", False)
+        for solver in ("adam", "lbfgs")
+    ]  # lbfgs takes no dropout
+    for bad, message in (
+        (dict(dtypes=["float16"]), "unknown dtype 'float16'"),
+        (dict(activations="relu"), "activations must be a non-empty list"),
+        (dict(tasks=[]), "tasks must be a non-empty list"),
+        (dict(losses=["log_loss"]), "unknown loss 'log_loss'"),
+        (dict(solvers=["newton"]), "unknown solver 'newton'"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            configurations(**bad)
