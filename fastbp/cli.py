@@ -22,7 +22,7 @@ from fastbp.estimators import MLPClassifier, MLPRegressor
 from fastbp.kernels.activations import ACTIVATIONS
 from fastbp.kernels.losses import LOSSES
 from fastbp.optimizers import OPTIMIZERS
-from fastbp.precompile import REGRESSION_LOSSES, SOLVERS, TASKS, compile_kernels
+from fastbp.precompile import REGRESSION_LOSSES, SOLVERS, TASKS, compile_for, compile_kernels
 from fastbp.tables import FORMATS, read_table, write_predictions
 
 NAMED_DATA = ("auto", "fashion-mnist", "mnist", "synthetic")
@@ -325,6 +325,10 @@ def train(args, out=print) -> int:
         model.held_out, model.held_out_scores = (X[rows[validation]], y[rows[validation]]), []
         rows = rows[fit_rows]
     X_train, y_train = _take(X, rows), _take(y, rows)  # one copy of the training rows at most
+    # compiled apart from the first epoch, so that every epoch line shows training speed
+    seconds = compile_for(model, X_train, y_train)
+    cached = "loaded from the compile cache" if seconds < 1 else "compiled once, kept in the compile cache"
+    out(f"kernels ready in {seconds:.1f} s ({cached})")
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # ConvergenceWarning at --epochs is the expected end here

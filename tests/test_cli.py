@@ -25,6 +25,7 @@ def test_train_on_synthetic_data_reports_epochs_accuracy_and_confusion(tmp_path)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("data: synthetic") and "3000 training" in lines[0]
+    assert lines[1].startswith("kernels ready in") and lines[2].startswith("Iteration 1,")  # compiled apart
     assert sum(line.startswith("Iteration") and "samples/s" in line for line in lines) == 2
     assert any(line.startswith("trained 2 epochs") for line in lines)
     summary = next(line for line in lines if line.startswith("test accuracy"))

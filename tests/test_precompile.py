@@ -83,3 +83,25 @@ def test_configurations_are_checked_and_share_what_compiles_once():
     ):
         with pytest.raises(ValueError, match=message):
             configurations(**bad)
+
+
+def test_compile_for_fits_a_clone_on_a_few_rows_with_every_class(monkeypatch):
+    import numpy as np
+
+    import fastbp
+    from fastbp.precompile import compile_for
+
+    seen = []
+    fit = fastbp.MLPClassifier.fit
+
+    def spy(self, X, y, **kwargs):
+        seen.append((X.shape[0], sorted(set(np.asarray(y).tolist())), self.hidden_layer_sizes, self.max_iter))
+        return fit(self, X, y, **kwargs)
+
+    monkeypatch.setattr(fastbp.MLPClassifier, "fit", spy)
+    X = np.random.default_rng(0).normal(size=(200, 5)).astype(np.float32)
+    y = np.repeat(["a", "b", "c", "d"], 50)  # the first 40 rows hold one class only
+    model = fastbp.MLPClassifier((30, 20), activation=("relu", "tanh"), max_iter=50)
+    assert compile_for(model, X, y) >= 0
+    assert seen == [(43, ["a", "b", "c", "d"], (4, 4), 1)]
+    assert not hasattr(model, "coefs_") and model.max_iter == 50  # the user's model is untouched
