@@ -1,10 +1,13 @@
-"""Why a parallel Adam pass does not pay at batch 32: in a training step it runs from memory, not cache.
+"""The Adam step alone: one core or two, hot or from memory, contiguous halves or column halves.
 
     python bench/adam_memory.py
 
 One Adam step over the 234,752 float32 parameters of 784-256-128-10 (read p, g, m, v; write p, m, v), serial
 and split over numba's threads (prange), with the data hot in cache (the step alone, repeated) and evicted (a
-64 MB buffer touched before each step, as a training step's products and activations do). Median of 200 steps.
+64 MB buffer touched before each step). Split into contiguous halves the step runs ~1.6x faster on two threads;
+split into column halves of the 784 x 256 matrix (each thread stepping its half of every row, as a
+column-split weight gradient leaves it) it runs ~2x *slower* than on one thread, which is why the column split
+with Adam by columns measured slower than fastbp (``bench/column_split.py``). Median of 200 steps.
 docs/design.md "Serial kernels" has the figures.
 """
 
@@ -39,6 +42,18 @@ def adam_parallel(p, g, m, v, step, threads):
         adam_serial(p[a:b], g[a:b], m[a:b], v[a:b], step)
 
 
+@njit(parallel=True, **FLAGS)
+def adam_column_halves(p, g, m, v, step, threads, n_columns):
+    """The same step with each thread owning a band of columns of the (size / n_columns) x n_columns matrix,
+    row by row (as a column-split weight gradient leaves it): 3x slower than contiguous halves here."""
+    rows, per = p.size // n_columns, (n_columns + threads - 1) // threads
+    for t in prange(threads):
+        c0, c1 = t * per, min(n_columns, (t + 1) * per)
+        for i in range(rows):
+            a, b = i * n_columns + c0, i * n_columns + c1
+            adam_serial(p[a:b], g[a:b], m[a:b], v[a:b], step)
+
+
 @njit(**FLAGS)
 def touch(buffer):
     for i in range(0, buffer.size, 16):  # one write per cache line
@@ -59,6 +74,7 @@ def main() -> None:
     steps = {
         "serial": lambda: adam_serial(p, g, m, v, step),
         "prange": lambda: adam_parallel(p, g, m, v, step, threads),
+        "prange, column halves": lambda: adam_column_halves(p, g, m, v, step, threads, 256),
     }
     for run in steps.values():
         run()
@@ -72,7 +88,7 @@ def main() -> None:
                 t = time.perf_counter()
                 run()
                 times.append(time.perf_counter() - t)
-            print(f"{label:8s} {name:7s} {np.median(times) * 1e6:6.0f} us per step ({threads} threads)")
+            print(f"{label:8s} {name:22s} {np.median(times) * 1e6:6.0f} us per step ({threads} threads)")
     a = rng.random(16 * 2**20, dtype=np.float32)
     b = np.empty_like(a)
     copy(a, b)

@@ -1,13 +1,16 @@
-"""Numba owning the cores: each gemm split by output columns over a prange, BLAS at one thread, Adam fused in.
+"""Numba owning the cores: each product split over a prange, BLAS at one thread, Adam fused in.
 
     python bench/column_split.py [batch sizes ...] [noadam]
 
 The arrangement issue 11 proposed (docs/design.md "Serial kernels"): during training BLAS gets one thread
-(threadpoolctl) and numba's prange owns both cores; every product is split by output columns, each core
-runs a single-threaded gemm on its half and applies Adam to its half of W right after its weight gradient.
-Printed per batch size, one process, best of 3 epochs (60,000 x 784 float32, 784-256-128-10, no shuffle):
-the two-thread GEMM floor, the same floor with BLAS at one thread, the column split, and
-``fastbp.Network.train_epoch`` (serial kernels, two-thread BLAS). ``noadam`` skips the weights' Adam step.
+(threadpoolctl) and numba's prange owns both cores. The forward products and the input gradients are split by
+output columns, each core running a single-threaded gemm on its half. The weight gradient and Adam come two
+ways: split by rows of W (each core computes ``dW[rows, :]`` and steps those whole rows, a contiguous half of
+the buffer) or by columns (``dW[:, cols]``, then Adam on the half-rows). The two differ 3x in the Adam step
+alone (``python bench/adam_memory.py``: column halves over two threads are slower than one thread). Printed
+per batch size, one process, best of 3 epochs (60,000 x 784 float32, 784-256-128-10, no shuffle): the
+two-thread GEMM floor, the same floor with BLAS at one thread, both splits, and ``fastbp.Network.train_epoch``
+(serial kernels, two-thread BLAS). ``noadam`` skips the weights' Adam step (the biases still take theirs).
 """
 
 from __future__ import annotations
@@ -48,10 +51,27 @@ def block(n, t, threads):
     return c0, min(n, c0 + per)
 
 
-@njit(parallel=True, **FLAGS)
-def epoch(X, Y, P, G, M1, V1, sizes, bs, lr, threads, acts, deltas, scratch, adam_weights):
-    N = X.shape[0]
+@njit(**FLAGS)
+def adam(p, g, m, v, scale, step):
+    """fastbp's Adam step on contiguous ranges (subnormal state flushed, as fastbp's is)."""
     b1, b2, eps, one, zero = np.float32(0.9), np.float32(0.999), np.float32(1e-8), np.float32(1), np.float32(0)
+    tiny = np.float32(np.finfo(np.float32).tiny)
+    g_floor = np.sqrt(tiny / (one - b2))
+    for j in range(p.size):
+        gj = g[j] * scale
+        mj = b1 * m[j] + (one - b1) * gj
+        mj = mj if abs(mj) >= tiny else zero
+        gj = gj if abs(gj) >= g_floor else zero
+        vj = b2 * v[j] + (one - b2) * gj * gj
+        vj = vj if vj >= tiny else zero
+        m[j], v[j] = mj, vj
+        p[j] = p[j] - step * mj / (np.sqrt(vj) + eps)
+
+
+@njit(parallel=True, **FLAGS)
+def epoch(X, Y, P, G, M1, V1, sizes, bs, lr, threads, acts, deltas, scratch, adam_weights, weight_rows):
+    N = X.shape[0]
+    one, zero = np.float32(1), np.float32(0)
     L = sizes.shape[0] - 1
     nw = 0
     for l in range(L):
@@ -116,30 +136,29 @@ def epoch(X, Y, P, G, M1, V1, sizes, bs, lr, threads, acts, deltas, scratch, ada
                                 if A[i, j] <= zero:
                                     dp[i, j] = zero
             scale = one / np.float32(m)
-            for t in prange(threads):  # dW[:, cols] = A.T @ delta[:, cols], then Adam on W[:, cols] and b[cols]
+            for t in prange(threads):  # the weight gradient and Adam: by rows (default) or by columns
+                if weight_rows:  # dW[rows, :] = A[:, rows].T @ delta, then Adam on those whole (contiguous) rows
+                    r0, r1 = block(k, t, threads)
+                    if r1 > r0:
+                        gemm(78, 84, n, r1 - r0, m, one, delta.ctypes.data, n, A.ctypes.data + 4 * r0, k, zero,
+                             G.ctypes.data + 4 * (off + r0 * n), n, scratch[t])  # fmt: skip
+                        lo, hi = off + r0 * n, off + r1 * n
+                        if adam_weights:
+                            adam(P[lo:hi], G[lo:hi], M1[lo:hi], V1[lo:hi], scale, step)
                 c0, c1 = block(n, t, threads)
-                if c1 > c0:
+                if c1 > c0 and not weight_rows:  # dW[:, cols] = A.T @ delta[:, cols], Adam on W[:, cols] row by row
                     gemm(78, 84, c1 - c0, k, m, one, delta.ctypes.data + 4 * c0, n, A.ctypes.data, k, zero,
                          G.ctypes.data + 4 * (off + c0), n, scratch[t])  # fmt: skip
                     for i in range(k if adam_weights else 0):
                         lo, hi = off + i * n + c0, off + i * n + c1
-                        p, g, mm, vv = P[lo:hi], G[lo:hi], M1[lo:hi], V1[lo:hi]
-                        for j in range(p.size):
-                            gj = g[j] * scale
-                            mi = b1 * mm[j] + (one - b1) * gj
-                            vi = b2 * vv[j] + (one - b2) * gj * gj
-                            mm[j], vv[j] = mi, vi
-                            p[j] = p[j] - step * mi / (np.sqrt(vi) + eps)
-                    for j in range(c0, c1):
-                        gj = zero
-                        for i in range(m):
-                            gj += delta[i, j]
-                        gj *= scale
-                        q = boff + j
-                        mi = b1 * M1[q] + (one - b1) * gj
-                        vi = b2 * V1[q] + (one - b2) * gj * gj
-                        M1[q], V1[q] = mi, vi
-                        P[q] = P[q] - step * mi / (np.sqrt(vi) + eps)
+                        adam(P[lo:hi], G[lo:hi], M1[lo:hi], V1[lo:hi], scale, step)
+                for j in range(c0, c1):  # the bias by columns either way
+                    gj = zero
+                    for i in range(m):
+                        gj += delta[i, j]
+                    G[boff + j] = gj
+                lo, hi = boff + c0, boff + c1
+                adam(P[lo:hi], G[lo:hi], M1[lo:hi], V1[lo:hi], scale, step)
             cur = 1 - cur
     return 0
 
@@ -180,11 +199,11 @@ def measure(bs, X, Y, sizes, threads, adam_weights) -> dict:
     net = fastbp.Network([784, 256, 128, 10], "relu", "softmax", np.float32).initialize(0)
     adam = fastbp.Adam()
 
-    def split():
+    def split(weight_rows):
         P, M1, V1 = P0.copy(), np.zeros_like(P0), np.zeros_like(P0)
         with threadpool_limits(1, user_api="blas"):
             t = time.perf_counter()
-            epoch(X, Y, P, G, M1, V1, sizes, bs, 1e-3, threads, acts, deltas, scratch, adam_weights)
+            epoch(X, Y, P, G, M1, V1, sizes, bs, 1e-3, threads, acts, deltas, scratch, adam_weights, weight_rows)
             return time.perf_counter() - t
 
     def floor(blas_threads=None):
@@ -198,7 +217,13 @@ def measure(bs, X, Y, sizes, threads, adam_weights) -> dict:
         net.train_epoch(X, Y, bs, adam, shuffle=False)
         return time.perf_counter() - t
 
-    runs = {"floor": floor, "floor, BLAS 1 thread": lambda: floor(1), "column split": split, "fastbp": serial}
+    runs = {
+        "floor": floor,
+        "floor, BLAS 1 thread": lambda: floor(1),
+        "split, Adam by rows": lambda: split(True),
+        "split, Adam by columns": lambda: split(False),
+        "fastbp": serial,
+    }
     for run in runs.values():
         run()  # compile, warm up
     return {name: min(run() for _ in range(3)) for name, run in runs.items()}
