@@ -22,7 +22,7 @@ from fastbp.estimators import MLPClassifier, MLPRegressor
 from fastbp.kernels.activations import ACTIVATIONS
 from fastbp.kernels.losses import LOSSES
 from fastbp.optimizers import OPTIMIZERS
-from fastbp.precompile import REGRESSION_LOSSES, SOLVERS, TASKS, compile_for, compile_kernels
+from fastbp.precompile import REGRESSION_LOSSES, SOLVERS, TASKS, compile_for, compile_kernels, configurations
 from fastbp.tables import FORMATS, read_table, write_predictions
 
 NAMED_DATA = ("auto", "fashion-mnist", "mnist", "synthetic")
@@ -467,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("train", "predict", "info"):
             return {"train": train, "predict": predict, "info": info}[args.command](args)
         if args.command == "compile":
-            compile_kernels(args.dtype, args.activation, args.task, args.loss, args.solver, args.dropout, args.sparse)
+            options = (args.dtype, args.activation, args.task, args.loss, args.solver, args.dropout, args.sparse)
+            compile_kernels(configurations(*options))
             return 0
         from fastbp.benchmarks import quick_table
 

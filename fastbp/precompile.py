@@ -59,9 +59,29 @@ def configurations(
     dropout: bool = False,
     sparse: bool = False,
 ) -> list[Configuration]:
-    """Every combination of the options, checked; ``losses`` applies to regression only.
+    """Every combination of the options, checked: what :func:`compile_kernels` compiles.
 
-    sgd and adam train with the same compiled epoch, so only one of them is kept; lbfgs takes no dropout.
+    Parameters
+    ----------
+    dtypes : sequence of {"float32", "float64"}
+        Input dtypes (fastbp trains in the dtype of X: float64 for most NumPy data).
+    activations : sequence of str
+        Hidden activations (keys of :data:`fastbp.ACTIVATIONS`), each compiled on its own.
+    tasks : sequence of {"multiclass", "binary", "regression"}
+        ``MLPClassifier`` with more than two classes (softmax) or two (logistic), ``MLPRegressor``.
+    losses : sequence of str
+        Regression losses (``squared_error``, ``huber``, ...); classification always uses the log loss.
+    solvers : sequence of str
+        ``sgd``, ``adam``, ``lbfgs``: ``sgd`` and ``adam`` share one compiled epoch, ``lbfgs`` has its own kernel.
+    dropout : bool
+        Compile the variant with dropout (a separate specialization; sgd and adam only, lbfgs has none).
+    sparse : bool
+        Compile for scipy.sparse input instead of dense arrays.
+
+    Returns
+    -------
+    list of Configuration
+        sgd and adam train with the same compiled epoch, so only one of them is kept; lbfgs takes no dropout.
     """
     for name, given, known in (
         ("dtype", dtypes, ("float32", "float64")),
@@ -133,41 +153,21 @@ def compile_for(model, X, y) -> float:
     return time.perf_counter() - started
 
 
-def compile_kernels(
-    dtypes=("float32", "float64"),
-    activations=("relu",),
-    tasks=TASKS,
-    losses=("squared_error",),
-    solvers=("adam",),
-    dropout: bool = False,
-    sparse: bool = False,
-    out=print,
-) -> list[tuple[Configuration, float]]:
-    """Compile the kernels that fits and predictions with these options need, into the compile cache.
+def compile_kernels(configs: list[Configuration] | None = None, out=print) -> list[tuple[Configuration, float]]:
+    """Compile the kernels that fits and predictions of these configurations need, into the compile cache.
 
     Parameters
     ----------
-    dtypes : sequence of {"float32", "float64"}
-        Input dtypes (fastbp trains in the dtype of X: float64 for most NumPy data).
-    activations : sequence of str
-        Hidden activations (keys of :data:`fastbp.ACTIVATIONS`), each compiled on its own.
-    tasks : sequence of {"multiclass", "binary", "regression"}
-        ``MLPClassifier`` with more than two classes (softmax) or two (logistic), ``MLPRegressor``.
-    losses : sequence of str
-        Regression losses (``squared_error``, ``huber``, ...); classification always uses the log loss.
-    solvers : sequence of str
-        ``sgd``, ``adam``, ``lbfgs``: ``sgd`` and ``adam`` share one compiled epoch, ``lbfgs`` has its own kernel.
-    dropout : bool
-        Compile the variant with dropout (a separate specialization; sgd and adam only, lbfgs has none).
-    sparse : bool
-        Compile for scipy.sparse input instead of dense arrays.
-    out : callable
+    configs : list of Configuration, optional
+        From :func:`configurations`; by default its defaults (float32 and float64, relu, multi-class,
+        binary and regression with the squared error, adam).
+    out : callable or None
         Receives one line per configuration (``print`` by default; ``None`` for silence).
 
     Returns
     -------
     list of (Configuration, seconds)
-        What was compiled and how long each took (~0.5 s for one already in the cache).
+        What was compiled and how long each took (well under a second for one already in the cache).
 
     Notes
     -----
@@ -176,7 +176,7 @@ def compile_kernels(
     later fits will see. With ``FASTBP_KERNELS=shared`` one all-branch specialization serves every activation
     and loss, and the first configuration compiles it.
     """
-    configs = configurations(dtypes, activations, tasks, losses, solvers, dropout, sparse)
+    configs = configurations() if configs is None else configs
     out = out or (lambda line: None)
     out(f"compiling fastbp's kernels into {kernel_cache_dir()}")
     done = []
