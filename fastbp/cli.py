@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compile",
         help="compile the kernels ahead of time, so that a first fit does not wait for them",
         description="Compile the kernels that fits and predictions with these options need, into the compile "
-        "cache (about 8 s per configuration with an empty cache). Run it as the user, and with the "
+        "cache (5-10 s per configuration with an empty cache). Run it as the user, and with the "
         "FASTBP_CACHE_DIR / NUMBA_CACHE_DIR, that the later fits will have.",
     )
     compile_.add_argument("--dtype", nargs="+", choices=["float32", "float64"], default=["float32", "float64"])
