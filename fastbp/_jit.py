@@ -28,10 +28,10 @@ No kernel uses ``prange``. Training interleaves BLAS calls (which use every core
 thread pool) with elementwise kernels; a parallel numba region between two BLAS calls made a training step
 34x slower with the default OpenMP layer and still 10-20% slower than serial code with the workqueue layer or
 ``OMP_WAIT_POLICY=passive`` (``python bench/thread_pools.py``). The other way round, BLAS at one thread and
-numba's prange owning both cores with every gemm split by output columns, measured slower too: 1.80x the GEMM
-floor at Adam batch 32 against 1.69x (``python bench/column_split.py``; the Adam step that would gain runs
-from memory inside a training step, ``python bench/adam_memory.py``). Serial kernels leave the cores to BLAS,
-change no process-wide setting, and are deterministic for a given BLAS thread count (docs/design.md).
+numba's prange owning both cores, is faster at small batches once the weight gradient and Adam are split by
+rows (a probe: 1.38x the GEMM floor at Adam batch 32 against these kernels' 1.66x; ``python
+bench/column_split.py``), but is not built yet (docs/design.md "Serial kernels"). Serial kernels leave the
+cores to BLAS, change no process-wide setting, and are deterministic for a given BLAS thread count.
 """
 
 from __future__ import annotations

@@ -175,8 +175,8 @@ class Network:
         # FASTBP_KERNELS=shared (kernels.branches). Specialized kernels compile only what the network uses (a first
         # default fit: 9 s instead of 14.5 s with an empty cache); each new combination compiles once more.
         # Prediction takes the same set, so it reuses the forward pass training compiled.
-        own = Branches(self._model.activations, [self._model.loss], bool(any(rates > 0)))
-        self._branches = ALL if shared_kernels() else own
+        own = not shared_kernels()
+        self._branches = Branches(self._model.activations, [self._model.loss], bool(any(rates > 0))) if own else ALL
 
     # -- parameters -----------------------------------------------------------------------------------------
     @property
