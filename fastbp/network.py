@@ -7,6 +7,7 @@ full-batch gradient (``loss_and_gradients``). The scikit-learn estimators wrap i
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from fastbp.kernels.blas import SCRATCH_BYTES
 from fastbp.kernels.branches import Branches, shared_kernels
 from fastbp.kernels.dense import ALL, Model, hidden_forward, network_forward
 from fastbp.kernels.losses import DEFAULT_LOSS, LOSSES
+from fastbp.kernels.optimizers import SGD as SGD_CODE
 from fastbp.kernels.optimizers import Step
 from fastbp.optimizers import OPTIMIZERS, SGD, Adam
+from fastbp.threads import blas_single_threaded, step_parts
 
 PREDICT_CHUNK_ROWS = 4096  # rows per compiled forward call: bounds prediction scratch to a few MB
 
@@ -485,6 +488,7 @@ class Network:
         workspace: Workspace | None = None,
         learning_rates: np.ndarray | None = None,
         dropout_seed: int | None = None,
+        threads: int | None = None,
     ) -> float:
         """One epoch of mini-batch training in one compiled call.
 
@@ -515,6 +519,11 @@ class Network:
         dropout_seed : int, optional
             The seed of this epoch's dropout masks (0 to 2**32 - 1; the same seed, the same masks). Drawn from
             ``rng`` if not given and the network has dropout.
+        threads : int, optional
+            How many threads each step is split over: 1 runs the serial step (BLAS uses its own threads);
+            k >= 2 the parallel step over k parts (dense X, no dropout; BLAS at one thread during the epoch).
+            Default: :func:`fastbp.threads.step_parts` decides (numba's threads, BLAS's threads, batch size).
+            For a given value the result is the same in every run.
 
         Returns
         -------
@@ -582,21 +591,30 @@ class Network:
             dropout_seed = int(draw(2**32, dtype=np.int64))
         else:
             dropout_seed = -1
+        dense, dropout = not isinstance(X, tuple), dropout_seed >= 0
+        if threads is None:
+            threads = step_parts(batch_size, dense, dropout, update_pass=not (code == SGD_CODE and momentum == 0))
+        elif not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        elif threads > 1 and (not dense or dropout):
+            threads = 1  # the parallel step takes dense input and no dropout
+        threads = int(threads)
         scratch = (
             workspace.acts,
             workspace.pre,
             workspace.delta_a,
             workspace.delta_b,
             workspace.batch_size,
-            _blas_scratch(),
+            _blas_scratch(threads),
         )
         try:
-            total, done, adam_t = _epoch.train_epoch(
-                self._branches, X, Y, sample_weight, order, batch_size, self.params, workspace.grads,
-                self._model_args, self.n_weights, dt(alpha), settings, learning_rates, t, state_a, state_b,
-                _gather_buffer(X, order, batch_size, workspace), workspace.Y_batch, workspace.weight_batch, scratch,
-                dropout_seed,
-            )  # fmt: skip
+            with blas_single_threaded() if threads > 1 else contextlib.nullcontext():
+                total, done, adam_t = _epoch.train_epoch(
+                    self._branches.with_parallel(threads > 1), X, Y, sample_weight, order, batch_size, self.params,
+                    workspace.grads, self._model_args, self.n_weights, dt(alpha), settings, learning_rates, t, state_a,
+                    state_b, _gather_buffer(X, order, batch_size, workspace), workspace.Y_batch,
+                    workspace.weight_batch, scratch, dropout_seed, threads,
+                )  # fmt: skip
         except BaseException:  # e.g. KeyboardInterrupt raised as the call returns: keep the old state
             _restore((self.params, *state), backup)
             raise
@@ -612,8 +630,8 @@ class Network:
         return total / visited
 
 
-def _blas_scratch() -> np.ndarray:
-    return np.empty(SCRATCH_BYTES, np.uint8)
+def _blas_scratch(threads: int = 1) -> np.ndarray:
+    return np.empty(SCRATCH_BYTES * threads, np.uint8)
 
 
 def _dropout_seed(seed) -> int:

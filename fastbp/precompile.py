@@ -25,6 +25,7 @@ from fastbp.estimators import MLPClassifier, MLPRegressor
 from fastbp.kernels.activations import ACTIVATIONS
 from fastbp.kernels.losses import LOSSES
 from fastbp.optimizers import OPTIMIZERS
+from fastbp.threads import forced_parts, step_parts
 
 TASKS = ("multiclass", "binary", "regression")
 SOLVERS = (*OPTIMIZERS, "lbfgs")
@@ -115,15 +116,23 @@ def compile_configuration(config: Configuration) -> float:
     else:
         y = np.arange(40) % (3 if config.task == "multiclass" else 2)
         model = MLPClassifier(**options)
-    return compile_for(model, scipy.sparse.csr_matrix(X) if config.sparse else X, y)
+    X = scipy.sparse.csr_matrix(X) if config.sparse else X
+    # both steps a fit may run: the parallel one (small batches) and the serial one (fastbp.threads)
+    parts = step_parts(16, not config.sparse, config.dropout)
+    total = 0.0
+    for each in sorted({1, parts}):
+        with forced_parts(each):
+            total += compile_for(model, X, y)
+    return total
 
 
 def compile_for(model, X, y) -> float:
     """Compile (or load from the cache) what ``model.fit(X, y)`` and the model's predictions will run.
 
     A clone of ``model`` trains one epoch on at most 40 rows of X plus one row of every class, then predicts
-    them: the same dtype, input kind (dense or sparse), activations, loss and dropout as the real fit, so the
-    same compiled specializations, at a fraction of its cost. ``model`` itself is not changed.
+    them: the same dtype, input kind (dense or sparse), activations, loss, dropout and training step (serial or
+    parallel, as :func:`fastbp.threads.step_parts` chooses for the real fit's batch size) as the real fit, so
+    the same compiled specializations, at a fraction of its cost. ``model`` itself is not changed.
 
     Parameters
     ----------
@@ -146,11 +155,21 @@ def compile_for(model, X, y) -> float:
         hidden_layer_sizes=(4,) * hidden, max_iter=1, batch_size=16, early_stopping=False, verbose=False
     )
     started = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), forced_parts(_fit_parts(model, X, len(y))):
         warnings.simplefilter("ignore")  # one epoch does not converge: expected here
         tiny.fit(X[rows], y[rows])
         (tiny.predict_proba if isinstance(tiny, MLPClassifier) else tiny.predict)(X[rows])
     return time.perf_counter() - started
+
+
+def _fit_parts(model, X, n_samples: int) -> int:
+    """The parts :func:`fastbp.threads.step_parts` gives ``model.fit`` on ``n_samples`` rows of X (or the
+    value forced by an enclosing :func:`fastbp.threads.forced_parts`)."""
+    batch = model.batch_size
+    batch = min(200 if batch == "auto" else int(batch), n_samples)
+    plain_sgd = model.solver == "sgd" and model.momentum == 0
+    dropout = bool(np.any(np.asarray(model.dropout) > 0))
+    return step_parts(batch, not scipy.sparse.issparse(X), dropout, update_pass=not plain_sgd)
 
 
 def compile_kernels(configs: list[Configuration] | None = None, out=print) -> list[tuple[Configuration, float]]:

@@ -28,6 +28,32 @@ _sgemm = types.ExternalFunction("fastbp_sgemm", types.void(*([types.intp] * 13))
 _dgemm = types.ExternalFunction("fastbp_dgemm", types.void(*([types.intp] * 13)))
 
 SCRATCH_BYTES = 64  # 2 chars at 0, six int32 at 8, two floats (alpha, beta) at 32
+N, T = 78, 84  # BLAS's transpose flags, 'N' and 'T'
+
+
+@jit(inline="always")
+def gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch, like):
+    """``C <- alpha op(A) @ op(B) + beta C`` on row-major matrices given by pointers, one BLAS call.
+
+    ``op(X)`` is X (``N``) or X.T (``T``); op(A) is (m, k), op(B) (k, n), C (m, n); ``lda``, ``ldb``,
+    ``ldc`` are the row strides in elements. ``scratch`` (``SCRATCH_BYTES`` uint8) holds the pointed-to
+    arguments (one per thread when threads call at once); ``like`` is any array of the matrices' dtype.
+    BLAS is column-major and a row-major matrix is its transpose there, so this computes
+    ``C.T = op(B).T @ op(A).T`` with the operands swapped and the same flags.
+    """
+    scratch[0], scratch[1] = trans_b, trans_a
+    ints = scratch[8:32].view(np.int32)
+    ints[0], ints[1], ints[2] = n, m, k
+    ints[3], ints[4], ints[5] = ldb, lda, ldc
+    floats = scratch[32:48].view(like.dtype)
+    floats[0] = alpha
+    floats[1] = beta
+    p = scratch.ctypes.data
+    beta_at = p + 32 + like.itemsize
+    if like.itemsize == 4:
+        _sgemm(p, p + 1, p + 8, p + 12, p + 16, p + 32, b, p + 20, a, p + 24, beta_at, c, p + 28)
+    else:
+        _dgemm(p, p + 1, p + 8, p + 12, p + 16, p + 32, b, p + 20, a, p + 24, beta_at, c, p + 28)
 
 
 @jit
@@ -38,17 +64,4 @@ def gemm_accumulate(A, D, W, alpha, beta, scratch):
     """
     m, k = A.shape
     n = D.shape[1]
-    scratch[0] = 78  # 'N': D^T as stored
-    scratch[1] = 84  # 'T': A^T as stored, transposed
-    ints = scratch[8:32].view(np.int32)
-    ints[0], ints[1], ints[2] = n, k, m  # M, N, K of the column-major product
-    ints[3], ints[4], ints[5] = n, k, n  # lda (D), ldb (A), ldc (W)
-    floats = scratch[32:48].view(W.dtype)
-    floats[0] = alpha
-    floats[1] = beta
-    p = scratch.ctypes.data
-    a, d, w, beta_at = A.ctypes.data, D.ctypes.data, W.ctypes.data, p + 32 + W.itemsize
-    if W.itemsize == 4:
-        _sgemm(p, p + 1, p + 8, p + 12, p + 16, p + 32, d, p + 20, a, p + 24, beta_at, w, p + 28)
-    else:
-        _dgemm(p, p + 1, p + 8, p + 12, p + 16, p + 32, d, p + 20, a, p + 24, beta_at, w, p + 28)
+    gemm(T, N, k, n, m, alpha, A.ctypes.data, k, D.ctypes.data, n, beta, W.ctypes.data, n, scratch, W)

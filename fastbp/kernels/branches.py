@@ -30,13 +30,13 @@ from fastbp._jit import jit
 class BranchesType(types.Type):
     """numba's type of a :class:`Branches` value: the value itself, so each set compiles its own code."""
 
-    def __init__(self, activations: tuple, losses: tuple, dropout: bool) -> None:
-        self.activations, self.losses, self.dropout = activations, losses, dropout
-        super().__init__(name=f"Branches({activations}, {losses}, {dropout})")
+    def __init__(self, activations: tuple, losses: tuple, dropout: bool, parallel: bool = False) -> None:
+        self.activations, self.losses, self.dropout, self.parallel = activations, losses, dropout, parallel
+        super().__init__(name=f"Branches({activations}, {losses}, {dropout}, {parallel})")
 
     @property
     def key(self):
-        return self.activations, self.losses, self.dropout
+        return self.activations, self.losses, self.dropout, self.parallel
 
     def __reduce__(self):  # the compile cache's index pickles signatures
         return BranchesType, self.key
@@ -51,14 +51,18 @@ class Branches:
         Codes from :data:`fastbp.ACTIVATIONS` and :data:`fastbp.LOSSES`.
     dropout : bool
         Whether dropout code is compiled in.
+    parallel : bool, default=False
+        Whether the training epoch runs the parallel step (:mod:`fastbp.kernels.parallel`) instead of the
+        serial one: the epoch compiles only the one it runs.
     """
 
-    __slots__ = ("activations", "losses", "dropout", "_numba_type_")
+    __slots__ = ("activations", "losses", "dropout", "parallel", "_numba_type_")
 
-    def __init__(self, activations, losses, dropout: bool) -> None:
+    def __init__(self, activations, losses, dropout: bool, parallel: bool = False) -> None:
         object.__setattr__(self, "activations", tuple(sorted({int(c) for c in activations})))
         object.__setattr__(self, "losses", tuple(sorted({int(c) for c in losses})))
         object.__setattr__(self, "dropout", bool(dropout))
+        object.__setattr__(self, "parallel", bool(parallel))
         # numba reads a value's type from this attribute: 0.4 us a call instead of 4 us through typeof_impl
         object.__setattr__(self, "_numba_type_", BranchesType(*self.key()))
 
@@ -69,7 +73,11 @@ class Branches:
         raise AttributeError("Branches is immutable")
 
     def key(self) -> tuple:
-        return self.activations, self.losses, self.dropout
+        return self.activations, self.losses, self.dropout, self.parallel
+
+    def with_parallel(self, parallel: bool) -> Branches:
+        """These branches with the serial (False) or the parallel (True) training step."""
+        return self if parallel == self.parallel else Branches(*self.key()[:3], parallel)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Branches) and self.key() == other.key()
@@ -78,7 +86,10 @@ class Branches:
         return hash(self.key())
 
     def __repr__(self) -> str:
-        return f"Branches(activations={self.activations}, losses={self.losses}, dropout={self.dropout})"
+        return (
+            f"Branches(activations={self.activations}, losses={self.losses}, dropout={self.dropout}, "
+            f"parallel={self.parallel})"
+        )
 
 
 register_model(BranchesType)(models.OpaqueModel)  # no data at run time: everything is in the type

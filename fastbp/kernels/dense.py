@@ -108,9 +108,8 @@ def forward_to_output(branches, X, params, model, scratch, dropout_key):
             np.dot(A_prev, weights(params, layers, l), Z)
         if l < last:
             pre = rows(scratch.pre, offset, m if scratch.pre.size > 0 else 0, k)
-            bias_activation_forward(
-                branches, model.activations[l], Z, bias(params, layers, l), model.activation_params[l], pre
-            )
+            b, code, p = bias(params, layers, l), model.activations[l], model.activation_params[l]
+            bias_activation_forward(branches, code, Z, b, p, pre, 0, k)
             if dropout_key >= 0 and model.dropout_thresholds[l] > 0:
                 key = layer_key(dropout_key, l)
                 dropout_forward_for(branches, Z, model.dropout_thresholds[l], model.dropout_scales[l], key)
@@ -145,9 +144,8 @@ def hidden_forward(branches, X, params, model, acts, capacity, layer):
     model, scratch = Model(*model), _prediction_scratch(acts, capacity)
     Z = forward_to_output(branches, X, params, model, scratch, NO_DROPOUT())  # the layer's product, before its bias
     pre = scratch.pre.reshape((0, Z.shape[1]))  # keeps no z
-    bias_activation_forward(
-        branches, model.activations[layer], Z, bias(params, model.layers, layer), model.activation_params[layer], pre
-    )
+    b, code, p = bias(params, model.layers, layer), model.activations[layer], model.activation_params[layer]
+    bias_activation_forward(branches, code, Z, b, p, pre, 0, Z.shape[1])
     return Z
 
 
@@ -214,7 +212,7 @@ def network_forward_backward(
         dropped = dropout_key >= 0 and model.dropout_thresholds[h] > 0
         if not dropped:  # the derivative pass first, as before dropout existed (the measured order)
             code, p, grad_b = model.activations[h], model.activation_params[h], bias(grads, layers, h)
-            activation_backward(branches, code, delta_prev, A_prev, pre, p, grad_b)
+            activation_backward(branches, code, delta_prev, A_prev, pre, p, grad_b, 0, k)
         # layer l's gradient reads A_prev as the forward pass left it (after dropout) ...
         w, b = layer_gradient_step(A_prev, delta, params, grads, state_a, state_b, layers, l, l2, step, scratch.blas)
         w_sq += w
@@ -224,7 +222,7 @@ def network_forward_backward(
             thresholds, scales, keep = model.dropout_thresholds, model.dropout_scales, model.dropout_keep
             dropout_backward_for(branches, delta_prev, A_prev, thresholds[h], scales[h], keep[h], key)
             code, p, grad_b = model.activations[h], model.activation_params[h], bias(grads, layers, h)
-            activation_backward(branches, code, delta_prev, A_prev, pre, p, grad_b)
+            activation_backward(branches, code, delta_prev, A_prev, pre, p, grad_b, 0, k)
         delta = delta_prev
     first = np.int64(0)  # not the literal 0: numba would compile layer_gradient_step once more for it (1.2 s)
     w, b = layer_gradient_step(X, delta, params, grads, state_a, state_b, layers, first, l2, step, scratch.blas)

@@ -14,6 +14,7 @@ from fastbp.kernels.dense import Model, Scratch, network_forward_backward
 from fastbp.kernels.dropout import batch_key
 from fastbp.kernels.inputs import input_gather, input_rows, n_rows
 from fastbp.kernels.optimizers import ADAM, NO_UPDATE, Step, squared_norm
+from fastbp.kernels.parallel import forward_backward_step
 
 
 @jit
@@ -33,7 +34,7 @@ def batch_weights(sample_weight, order, start, m, target):
 @jit
 def train_epoch(
     branches, X, Y, sample_weight, order, batch_size, params, grads, model, n_weights, alpha, settings, step_rates,
-    adam_t, state_a, state_b, X_batch, Y_batch, weight_batch, scratch, dropout_seed,
+    adam_t, state_a, state_b, X_batch, Y_batch, weight_batch, scratch, dropout_seed, parts,
 ):  # fmt: skip
     """Train one epoch; returns ``(sum over batches of batch_loss * batch_rows, rows done, adam_t)``.
 
@@ -49,7 +50,8 @@ def train_epoch(
     (0 to 2^32 - 1) keys this epoch's dropout masks, one key per batch; -1 for none. The epoch stops early,
     with ``rows done < n``, as soon as a batch's loss or the parameters stop being finite; the caller then
     discards the parameters. ``branches`` (:class:`fastbp.kernels.branches.Branches`): the activations,
-    losses and dropout this specialization compiles in.
+    losses and dropout this specialization compiles in, and whether each step is the parallel one over
+    ``parts`` threads (:mod:`fastbp.kernels.parallel`; ``X`` dense, no dropout) or the serial one.
     """
     model, scratch, settings = Model(*model), Scratch(*scratch), Step(*settings)  # plain tuples from Python
     n = order.shape[0] if order.shape[0] > 0 else n_rows(X)
@@ -80,13 +82,14 @@ def train_epoch(
         if order.shape[0] > 0:
             Xb = input_gather(X, order, start, m, X_batch)
             Yb = input_gather(Y, order, start, m, Y_batch)
-            data_loss, w_sq, b_sq = network_forward_backward(
-                branches, Xb, Yb, wb, params, grads, model, scratch, state_a, state_b, alpha * scale, step, dropout_key
-            )
+            data_loss, w_sq, b_sq = forward_backward_step(
+                branches, Xb, Yb, wb, params, grads, model, scratch, state_a, state_b, alpha * scale, step, dropout_key,
+                parts,
+            )  # fmt: skip
         else:  # two calls, not one with a shared variable: X may be read-only, the batch buffer is not
-            data_loss, w_sq, b_sq = network_forward_backward(
+            data_loss, w_sq, b_sq = forward_backward_step(
                 branches, input_rows(X, start, m), Y[start : start + m], wb, params, grads, model, scratch, state_a,
-                state_b, alpha * scale, step, dropout_key,
+                state_b, alpha * scale, step, dropout_key, parts,
             )  # fmt: skip
         batch_loss = (data_loss + penalty) * scale
         if not (np.isfinite(batch_loss) and np.isfinite(w_sq + b_sq)):
