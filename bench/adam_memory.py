@@ -8,7 +8,7 @@ and split over numba's threads (prange), with the data hot in cache (the step al
 split into column halves of the 784 x 256 matrix (each thread stepping its half of every row, as a
 column-split weight gradient leaves it) it runs ~2x *slower* than on one thread, which is why the column split
 with Adam by columns measured slower than fastbp (``bench/column_split.py``). Median of 200 steps.
-docs/design.md "Serial kernels" has the figures.
+docs/design.md "The parallel step" has the figures.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python bench/column_split.py [batch sizes ...] [noadam]
 
-The arrangement issue 11 proposed (docs/design.md "Serial kernels"): during training BLAS gets one thread
+The probe behind fastbp's parallel step (docs/design.md "The parallel step"): during training BLAS gets one thread
 (threadpoolctl) and numba's prange owns both cores. The forward products and the input gradients are split by
 output columns, each core running a single-threaded gemm on its half. The weight gradient and Adam come two
 ways: split by rows of W (each core computes ``dW[rows, :]`` and steps those whole rows, a contiguous half of

@@ -24,14 +24,12 @@ nogil=True
 
 Threads
 -------
-No kernel uses ``prange``. Training interleaves BLAS calls (which use every core through OpenBLAS's own
-thread pool) with elementwise kernels; a parallel numba region between two BLAS calls made a training step
-34x slower with the default OpenMP layer and still 10-20% slower than serial code with the workqueue layer or
-``OMP_WAIT_POLICY=passive`` (``python bench/thread_pools.py``). The other way round, BLAS at one thread and
-numba's prange owning both cores, is faster at small batches once the weight gradient and Adam are split by
-rows (a probe: 1.38x the GEMM floor at Adam batch 32 against these kernels' 1.66x; ``python
-bench/column_split.py``), but is not built yet (docs/design.md "Serial kernels"). Serial kernels leave the
-cores to BLAS, change no process-wide setting, and are deterministic for a given BLAS thread count.
+Two training steps: the serial one leaves the cores to BLAS (OpenBLAS's own threads split each product); the
+parallel one (``kernels/parallel.py``, ``parallel=True``) gives each of numba's threads a fixed part of every
+product and pass while BLAS runs one thread. ``fastbp/threads.py`` chooses per epoch and holds BLAS at one
+thread around the parallel epoch only (docs/design.md "The parallel step"). A parallel region between two
+multi-threaded BLAS calls is what to avoid: it made a step 34x slower with the OpenMP layer (``python
+bench/thread_pools.py``). Prediction is serial.
 """
 
 from __future__ import annotations

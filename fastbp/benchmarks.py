@@ -228,9 +228,9 @@ def jax_scan(data: Data, batch_size: int, optimizer: str):
 def threads_used(competitor: str) -> int:
     """How many threads a competitor's epoch computes with in this process (the benchmark table's column).
 
-    fastbp, its floors, the NumPy reference and scikit-learn: OpenBLAS's pool (fastbp's own kernels are serial;
-    docs/design.md "Serial kernels"); PyTorch: ``torch.get_num_threads()``; JAX: XLA's CPU client uses every
-    core the process may run on.
+    fastbp, its floors, the NumPy reference and scikit-learn: OpenBLAS's pool (fastbp's parallel step uses as
+    many of numba's threads, never more: ``fastbp.threads.step_parts``); PyTorch: ``torch.get_num_threads()``;
+    JAX: XLA's CPU client uses every core the process may run on.
     """
     if competitor == "pytorch":
         import torch

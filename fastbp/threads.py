@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +76,9 @@ def step_parts(batch_size: int, dense: bool, dropout: bool, update_pass: bool = 
     :data:`PARALLEL_MAX_BATCH` rows, and the threading layer is not ``workqueue`` (which aborts the process
     when two Python threads launch parallel loops at once).
 
+    ``FASTBP_STEP=serial`` in the environment keeps every epoch serial (BLAS's thread count is then never
+    changed); ``auto``, the default, applies the rules above.
+
     Parameters
     ----------
     batch_size : int
@@ -94,12 +98,21 @@ def step_parts(batch_size: int, dense: bool, dropout: bool, update_pass: bool = 
     forced = _forced.get()
     if forced is not None:
         return forced if dense and not dropout else 1
+    if _step_setting() == "serial":
+        return 1
     if not dense or dropout or not update_pass or batch_size > PARALLEL_MAX_BATCH:
         return 1
     parts = min(numba.get_num_threads(), blas_threads())
     if parts < 2 or threading_layer() == "workqueue":
         return 1
     return parts
+
+
+def _step_setting() -> str:
+    value = os.environ.get("FASTBP_STEP", "auto")
+    if value not in ("auto", "serial"):
+        raise ValueError(f"FASTBP_STEP must be 'auto' or 'serial', got {value!r}")
+    return value
 
 
 @contextmanager

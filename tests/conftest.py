@@ -12,6 +12,9 @@ import os
 # combinations would each compile ~8 s on their own); tests/test_branches.py checks the specialized kernels
 # against it. Subprocesses inherit it.
 os.environ.setdefault("FASTBP_KERNELS", "shared")
+# The serial step for the suite's fits: the parallel step's all-branch epoch compiles in ~26 s per dtype.
+# tests/test_parallel.py checks the parallel step against it (threads=k, or FASTBP_STEP=auto where chosen).
+os.environ.setdefault("FASTBP_STEP", "serial")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

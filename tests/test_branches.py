@@ -15,7 +15,7 @@ from conftest import make_problem
 import fastbp
 from fastbp.kernels import epoch
 from fastbp.kernels.activations import ACTIVATIONS
-from fastbp.kernels.branches import Branches, BranchesType
+from fastbp.kernels.branches import Branches
 from fastbp.kernels.dense import ALL
 from fastbp.kernels.losses import LOSSES
 
@@ -50,10 +50,9 @@ def test_specialized_training_equals_shared(case, monkeypatch):
     np.testing.assert_array_equal(special.params, shared.params)
     assert special_losses == shared_losses
     names = [hidden] if isinstance(hidden, str) else hidden
-    expected = BranchesType(
-        tuple(sorted({ACTIVATIONS[a].code for a in names})), (LOSSES[loss].code,), bool(np.any(dropout))
-    )
-    assert any(signature[0] == expected for signature in epoch.train_epoch.signatures)
+    expected = (tuple(sorted({ACTIVATIONS[a].code for a in names})), (LOSSES[loss].code,), bool(np.any(dropout)))
+    # the serial or the parallel step, as fastbp.threads chose on this machine
+    assert any(signature[0].key[:3] == expected for signature in epoch.train_epoch.signatures)
 
 
 def test_specialized_gradient_equals_shared(monkeypatch):

@@ -126,16 +126,19 @@ def test_dask_ml_incremental_parallel_post_fit_and_grid_search(client, data):
 
 
 def test_dask_workers_do_not_oversubscribe_the_cores(client):
-    """distributed's nanny starts worker processes with one BLAS thread; fastbp's kernels add no threads."""
+    """distributed's nanny starts worker processes with one BLAS thread; fastbp's step then runs serially (one
+    part), adding no threads."""
 
     def report():
         from threadpoolctl import threadpool_info
 
-        import fastbp  # noqa: F401 - what a fit imports
+        from fastbp.threads import step_parts
 
-        return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        os.environ["FASTBP_STEP"] = "auto"  # the suite's default is serial (conftest); a user's is auto
+        blas = max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        return blas, step_parts(32, dense=True, dropout=False)
 
-    assert set(client.run(report).values()) == {1}
+    assert set(client.run(report).values()) == {(1, 1)}
 
 
 def test_bad_input_on_dask_arrays(client, data):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastbp
 from fastbp import threads as fastbp_threads
+from fastbp.kernels.epoch import train_epoch
 from tests.conftest import make_problem
 
 TOLERANCE = {np.float32: 2e-4, np.float64: 1e-10}
@@ -78,6 +80,36 @@ def test_parallel_step_equals_the_serial_step(case, dtype):
         np.testing.assert_allclose(losses, serial_losses, rtol=TOLERANCE[dtype])
         if isinstance(opt, fastbp.Adam):
             assert opt.t == serial_opt.t
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"solver": "adam", "shuffle": True},
+        {"solver": "sgd", "momentum": 0.9, "nesterovs_momentum": True},
+        {"solver": "adam", "early_stopping": True, "n_iter_no_change": 100},
+    ],
+    ids=["adam-shuffled", "nesterov", "adam-early-stopping"],
+)
+def test_estimator_on_the_parallel_step_matches_scikit_learn(params):
+    """The float64 promise (weights equal to scikit-learn's to 1e-6 after several epochs) on the parallel step."""
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier as SkClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:500] / 16.0, y[:500]
+    kw = {"hidden_layer_sizes": (20, 15), "alpha": 0.01, "max_iter": 6, "random_state": 3, "batch_size": 48}
+    kw.update(params)
+    theirs_kw = {**kw, "n_iter_no_change": kw["n_iter_no_change"] - 1} if "n_iter_no_change" in kw else kw
+    with warnings.catch_warnings(), fastbp_threads.forced_parts(2):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = fastbp.MLPClassifier(**kw).fit(X, y)
+        theirs = SkClassifier(**theirs_kw).fit(X, y)
+    assert any(s[0].parallel for s in train_epoch.signatures)  # it did run the parallel step
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
 
 
 def test_the_parallel_step_trains_every_parameter():
@@ -181,6 +213,7 @@ def test_concurrent_holds_restore_blas_when_the_last_one_ends():
 
 
 def test_step_parts_rules(monkeypatch):
+    monkeypatch.setenv("FASTBP_STEP", "auto")
     monkeypatch.setattr(fastbp_threads.numba, "get_num_threads", lambda: 4)
     monkeypatch.setattr(fastbp_threads, "blas_threads", lambda: 3)
     monkeypatch.setattr(fastbp_threads, "threading_layer", lambda: "omp")
@@ -194,24 +227,39 @@ def test_step_parts_rules(monkeypatch):
     monkeypatch.setattr(fastbp_threads, "blas_threads", lambda: 3)
     monkeypatch.setattr(fastbp_threads, "threading_layer", lambda: "workqueue")
     assert fastbp_threads.step_parts(32, dense=True, dropout=False) == 1
+    monkeypatch.setattr(fastbp_threads, "threading_layer", lambda: "omp")
+    monkeypatch.setenv("FASTBP_STEP", "serial")
+    assert fastbp_threads.step_parts(32, dense=True, dropout=False) == 1
+    with fastbp_threads.forced_parts(2):  # what fastbp.precompile uses; dense input without dropout only
+        assert fastbp_threads.step_parts(512, dense=True, dropout=False, update_pass=False) == 2
+        assert fastbp_threads.step_parts(32, dense=False, dropout=False) == 1
+    monkeypatch.setenv("FASTBP_STEP", "parallel")
+    with pytest.raises(ValueError, match="FASTBP_STEP must be"):
+        fastbp_threads.step_parts(32, dense=True, dropout=False)
 
 
 LAYER = textwrap.dedent(
     """
     import numba, fastbp.threads as t
-    print(numba.get_num_threads(), t.threading_layer(), t.step_parts(32, True, False))
+    print(numba.get_num_threads(), t.blas_threads(), t.threading_layer(), t.step_parts(32, True, False))
     """
 )
 
 
-@pytest.mark.parametrize("env", [{"NUMBA_NUM_THREADS": "1"}, {"NUMBA_THREADING_LAYER": "workqueue"}])
+@pytest.mark.parametrize(
+    "env", [{}, {"NUMBA_NUM_THREADS": "1"}, {"NUMBA_THREADING_LAYER": "workqueue"}], ids=["default", "one", "wq"]
+)
 def test_serial_step_with_one_numba_thread_or_the_workqueue_layer(env):
     run = subprocess.run(
-        [sys.executable, "-c", LAYER], capture_output=True, text=True, timeout=120, env={**os.environ, **env}
-    )
+        [sys.executable, "-c", LAYER], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "FASTBP_STEP": "auto", **env},
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
-    numba_threads, layer, parts = run.stdout.split()
-    assert parts == "1"
+    numba_threads, blas, layer, parts = run.stdout.split()
+    if env:
+        assert parts == "1"
+    else:  # the control: the parallel step wherever the process has two threads or more
+        assert int(parts) == (min(int(numba_threads), int(blas)) if layer != "workqueue" else 1)
     if "NUMBA_THREADING_LAYER" in env:
         assert layer == "workqueue"
 

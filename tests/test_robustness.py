@@ -39,14 +39,17 @@ def test_same_seed_gives_bitwise_identical_weights_across_processes():
     assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout.split()) == 2
 
 
-def test_predictions_from_eight_threads_match_serial_while_another_model_trains():
+def test_predictions_from_eight_threads_match_serial_while_another_model_trains(monkeypatch):
+    """The training thread runs the parallel step where the machine has the threads (BLAS held at one thread
+    process-wide meanwhile), the serial one under the workqueue layer (the test below)."""
+    monkeypatch.setenv("FASTBP_STEP", "auto")
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(3000, 20)), rng.integers(0, 4, 3000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = fastbp.MLPClassifier((32,), max_iter=5, random_state=0).fit(X, y)
     expected = model.predict_proba(X)
-    other = fastbp.MLPClassifier((16,), max_iter=20, random_state=1)
+    other = fastbp.MLPClassifier((16,), max_iter=20, batch_size=64, random_state=1)  # a parallel-step batch
     results, errors = [], []
 
     def predict():
@@ -73,8 +76,9 @@ def test_predictions_from_eight_threads_match_serial_while_another_model_trains(
 
 
 def test_concurrent_prediction_and_training_under_the_workqueue_threading_layer():
-    """numba's workqueue layer aborts the process when two Python threads launch parallel regions at once; the
-    kernels launch none (docs/design.md "Serial kernels"), so the eight-thread test above must pass there too."""
+    """numba's workqueue layer aborts the process when two Python threads launch parallel regions at once;
+    under it fastbp trains with the serial step (fastbp.threads.step_parts), so the eight-thread test above must
+    pass there too (with the default layer the training thread runs the parallel step)."""
     test = f"{__file__}::test_predictions_from_eight_threads_match_serial_while_another_model_trains"
     env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
     run = subprocess.run(
@@ -88,25 +92,30 @@ def test_concurrent_prediction_and_training_under_the_workqueue_threading_layer(
     assert "1 passed" in run.stdout
 
 
-def _worker_blas_threads(seed):
-    """Fit in a joblib worker; report the threads BLAS has there (fastbp's kernels add none)."""
+def _worker_threads(seed):
+    """Fit in a joblib worker; report the threads BLAS has there and the parts a small-batch step would use."""
     from threadpoolctl import threadpool_info
 
+    from fastbp.threads import step_parts
+
+    os.environ["FASTBP_STEP"] = "auto"  # the suite's default is serial (conftest); a user's is auto
     rng = np.random.default_rng(seed)
     X, y = rng.normal(size=(200, 10)), rng.integers(0, 3, 200)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fastbp.MLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
-    return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        fastbp.MLPClassifier((8,), max_iter=2, batch_size=32, random_state=0).fit(X, y)
+    blas = max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+    return blas, step_parts(32, dense=True, dropout=False)
 
 
 def test_joblib_workers_do_not_oversubscribe_the_cores():
-    """GridSearchCV(n_jobs=2) runs fits in loky workers, which limit BLAS to cores // n_jobs threads; fastbp's
-    kernels are serial and use BLAS's threads only, so two workers use the machine's cores, not twice as many."""
+    """GridSearchCV(n_jobs=2) runs fits in loky workers, which limit BLAS to cores // n_jobs threads; a fit
+    there uses that many: BLAS's, or as many parts of a parallel step (never more than BLAS was given), so two
+    workers use the machine's cores, not twice as many."""
     joblib = pytest.importorskip("joblib")
     cores = os.cpu_count() or 1
-    reports = joblib.Parallel(n_jobs=2, backend="loky")(joblib.delayed(_worker_blas_threads)(s) for s in range(2))
-    assert all(2 * blas_threads <= max(cores, 2) for blas_threads in reports), reports
+    reports = joblib.Parallel(n_jobs=2, backend="loky")(joblib.delayed(_worker_threads)(s) for s in range(2))
+    assert all(2 * max(blas, parts) <= max(cores, 2) and parts <= blas for blas, parts in reports), reports
 
 
 def _rss_mb() -> float:

@@ -1,13 +1,15 @@
-"""A BLAS gemm that accumulates into its output, which ``np.dot`` inside numba cannot do.
+"""BLAS's gemm through pointers: any alpha and beta, any part of a matrix, from any thread.
 
-numba's ``np.dot(a, b, out)`` hard-wires ``out = a @ b`` (alpha 1, beta 0). Plain SGD wants
+numba's ``np.dot(a, b, out)`` hard-wires ``out = a @ b`` (alpha 1, beta 0) on whole arrays. Plain SGD wants
 ``W <- beta W + alpha A.T @ D`` (beta = 1 - lr * l2, alpha = -lr / n): one gemm that *is* the update, with no
-gradient buffer and no separate pass over W. This calls scipy's ``sgemm``/``dgemm`` (the same OpenBLAS that
-numba's ``np.dot`` uses) through the function pointers of ``scipy.linalg.cython_blas``.
+gradient buffer and no separate pass over W (:func:`gemm_accumulate`). The parallel step
+(``kernels/parallel.py``) multiplies column or row blocks of its matrices, given by a pointer and a row
+stride (:func:`gemm`). Both call scipy's ``sgemm``/``dgemm`` (the same OpenBLAS that numba's ``np.dot``
+uses) through the function pointers of ``scipy.linalg.cython_blas``.
 
-BLAS is column-major: a C-ordered (fan_in, fan_out) W is the column-major W^T, so the call computes
-``W^T <- beta W^T + alpha D^T @ A``. Every BLAS argument is a pointer; the scalars go through a small
-scratch buffer allocated once per epoch.
+BLAS is column-major: a C-ordered (fan_in, fan_out) W is the column-major W^T, so :func:`gemm` swaps the
+operands (``C^T = op(B)^T op(A)^T``). Every BLAS argument is a pointer; the scalars go through a small
+scratch buffer allocated once per epoch (one per thread in the parallel step).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ backward, layer l     delta_prev = delta @ W.T            (BLAS, skipped for the
                       delta_prev *= mask / (1 - p)        (dropout.dropout_backward)
                       delta_prev *= f'(A_prev), db_prev = sum(delta_prev)   (activations.activation_backward)
 
+``kernels/parallel.py`` runs the same step with each product and pass split over numba's threads.
+
 Parameters live in one flat buffer: every layer's W (row-major, shape (fan_in, fan_out)) in order, then every
 layer's b, the order of scikit-learn's ``_pack``. Gradients use the same layout. The network reaches the
 kernels as one :data:`Model` tuple: ``layers`` is an int64 table with one row per layer ``(W offset, fan_in,
