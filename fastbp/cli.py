@@ -22,8 +22,9 @@ from fastbp.estimators import MLPClassifier, MLPRegressor
 from fastbp.kernels.activations import ACTIVATIONS
 from fastbp.kernels.losses import LOSSES
 from fastbp.optimizers import OPTIMIZERS
-from fastbp.precompile import REGRESSION_LOSSES, SOLVERS, TASKS, compile_for, compile_kernels, configurations
+from fastbp.precompile import REGRESSION_LOSSES, SOLVERS, TASKS, compile_for, compile_kernels, configurations, fit_parts
 from fastbp.tables import FORMATS, read_table, write_predictions
+from fastbp.threads import blas_threads
 
 NAMED_DATA = ("auto", "fashion-mnist", "mnist", "synthetic")
 TRAIN_EXAMPLES = """examples:
@@ -328,7 +329,9 @@ def train(args, out=print) -> int:
     # compiled apart from the first epoch, so that every epoch line shows training speed
     seconds = compile_for(model, X_train, y_train)
     cached = "loaded from the compile cache" if seconds < 1 else "compiled once, kept in the compile cache"
-    out(f"kernels ready in {seconds:.1f} s ({cached})")
+    parts = fit_parts(model, X_train, len(y_train))
+    step = f"parallel step over {parts} threads" if parts > 1 else f"serial step, BLAS {blas_threads()} threads"
+    out(f"kernels ready in {seconds:.1f} s ({cached}); {step}")
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # ConvergenceWarning at --epochs is the expected end here

@@ -155,16 +155,31 @@ def compile_for(model, X, y) -> float:
         hidden_layer_sizes=(4,) * hidden, max_iter=1, batch_size=16, early_stopping=False, verbose=False
     )
     started = time.perf_counter()
-    with warnings.catch_warnings(), forced_parts(_fit_parts(model, X, len(y))):
+    with warnings.catch_warnings(), forced_parts(fit_parts(model, X, len(y))):
         warnings.simplefilter("ignore")  # one epoch does not converge: expected here
         tiny.fit(X[rows], y[rows])
         (tiny.predict_proba if isinstance(tiny, MLPClassifier) else tiny.predict)(X[rows])
     return time.perf_counter() - started
 
 
-def _fit_parts(model, X, n_samples: int) -> int:
-    """The parts :func:`fastbp.threads.step_parts` gives ``model.fit`` on ``n_samples`` rows of X (or the
-    value forced by an enclosing :func:`fastbp.threads.forced_parts`)."""
+def fit_parts(model, X, n_samples: int) -> int:
+    """How many threads each step of ``model.fit(X[:n_samples], ...)`` will be split over (1: serial step).
+
+    Parameters
+    ----------
+    model : MLPClassifier or MLPRegressor
+        Its ``batch_size``, ``solver``, ``momentum`` and ``dropout`` decide.
+    X : ndarray or scipy.sparse matrix
+        The training input (only whether it is sparse matters).
+    n_samples : int
+        Training rows (the batch is ``min(batch_size, n_samples)``; ``"auto"`` is 200).
+
+    Returns
+    -------
+    int
+        What :func:`fastbp.threads.step_parts` answers for that fit (or the value an enclosing
+        :func:`fastbp.threads.forced_parts` forces).
+    """
     batch = model.batch_size
     batch = min(200 if batch == "auto" else int(batch), n_samples)
     plain_sgd = model.solver == "sgd" and model.momentum == 0
