@@ -178,7 +178,7 @@ def layer_gradient_step(A_prev, delta, params, grads, state_a, state_b, layers, 
 
 @jit
 def network_forward_backward(
-    branches, X, Y, sample_weight, params, grads, model, scratch, state_a, state_b, l2, step, dropout_key
+    branches, X, Y, sample_weight, params, grads, model, scratch, state_a, state_b, l2, step, dropout_key, parts
 ):
     """Forward, loss, backward over the m rows of X (one mini-batch), and the optimizer step fused in.
 
@@ -186,7 +186,8 @@ def network_forward_backward(
     weighted by the sample weights); the optimizer scales them by ``step.scale = 1 / sum(w)`` and adds
     ``l2 * W``. Layer l is updated as soon as ``delta_prev`` no longer needs its W. With ``step.code ==
     NO_UPDATE`` only the gradients are computed (for lbfgs). ``branches``, ``dropout_key``: see
-    :func:`forward_to_output`; ``branches`` also names the losses compiled in.
+    :func:`forward_to_output`; ``branches`` also names the losses compiled in. ``parts`` is unused: the
+    parallel step (``kernels/parallel.py``) takes the same arguments, so that either is the epoch's step.
 
     Returns
     -------

@@ -114,7 +114,7 @@ def loss_and_gradient(branches, X, Y, sample_weight, params, grads, model, n_wei
     zero = dtype(0)
     no_step = Step(NO_UPDATE, zero, zero, False, zero, zero, zero, zero)
     data_loss, _, _ = network_forward_backward(
-        branches, X, Y, weights, params, grads, model, scratch, params[:0], params[:0], zero, no_step, dropout_key
+        branches, X, Y, weights, params, grads, model, scratch, params[:0], params[:0], zero, no_step, dropout_key, 1
     )
     scale = dtype(1) / sw_sum
     l2 = alpha * scale

@@ -133,12 +133,12 @@ def backward_parts(
 
 @jit
 def parallel_forward_backward(
-    branches, X, Y, sample_weight, params, grads, model, scratch, state_a, state_b, l2, step, parts
+    branches, X, Y, sample_weight, params, grads, model, scratch, state_a, state_b, l2, step, dropout_key, parts
 ):  # fmt: skip
     """``dense.network_forward_backward`` over ``parts`` threads; the same arguments, results and layout.
 
-    ``X`` is dense; no dropout (Python chooses the serial step for both). ``scratch.blas`` holds
-    ``parts * SCRATCH_BYTES`` bytes: each thread's gemm arguments.
+    ``X`` is dense; no dropout (Python chooses the serial step for both; ``dropout_key`` is unused).
+    ``scratch.blas`` holds ``parts * SCRATCH_BYTES`` bytes: each thread's gemm arguments.
     """
     layers = model.layers
     m = X.shape[0]
@@ -205,26 +205,11 @@ def forward_backward_step(
 def _forward_backward_step(
     branches, X, Y, sample_weight, params, grads, model, scratch, state_a, state_b, l2, step, dropout_key, parts
 ):  # fmt: skip
+    # The step's own Python function, not a wrapper calling its dispatcher: numba re-optimizes each callee in
+    # every caller, and the wrapper level cost a first fit ~1.1 s of compile (numba's compile events).
     if branches.parallel and isinstance(X, types.Array):
-
-        def parallel_step(
-            branches, X, Y, sample_weight, params, grads, model, scratch, state_a, state_b, l2, step, dropout_key,
-            parts,
-        ):  # fmt: skip
-            return parallel_forward_backward(
-                branches, X, Y, sample_weight, params, grads, model, scratch, state_a, state_b, l2, step, parts
-            )
-
-        return parallel_step
-
-    def serial_step(
-        branches, X, Y, sample_weight, params, grads, model, scratch, state_a, state_b, l2, step, dropout_key, parts
-    ):  # fmt: skip
-        return network_forward_backward(
-            branches, X, Y, sample_weight, params, grads, model, scratch, state_a, state_b, l2, step, dropout_key
-        )
-
-    return serial_step
+        return parallel_forward_backward.py_func
+    return network_forward_backward.py_func
 
 
 @jit(parallel=True)
