@@ -24,6 +24,7 @@ from fastbp.kernels.dense import ALL, Model, hidden_forward, network_forward
 from fastbp.kernels.losses import DEFAULT_LOSS, LOSSES
 from fastbp.kernels.optimizers import SGD as SGD_CODE
 from fastbp.kernels.optimizers import Step
+from fastbp.kernels.parallel import PART_BYTES
 from fastbp.optimizers import OPTIMIZERS, SGD, Adam
 from fastbp.threads import blas_single_threaded, step_parts
 
@@ -631,7 +632,7 @@ class Network:
 
 
 def _blas_scratch(threads: int = 1) -> np.ndarray:
-    return np.empty(SCRATCH_BYTES * threads, np.uint8)
+    return np.empty(SCRATCH_BYTES if threads == 1 else PART_BYTES * threads, np.uint8)
 
 
 def _dropout_seed(seed) -> int:
