@@ -6,7 +6,7 @@ One process, 60,000 x 784 (784-256-128-10, ReLU, softmax), Adam unless ``sgd``, 
 Per batch size the GEMM floor (``fastbp.benchmarks.gemm_floor``: the bare products, two-thread BLAS), then
 ``Network.train_epoch`` with ``threads=1`` (the serial step) and ``threads=numba.get_num_threads()`` (the
 parallel step), taking turns, best of 3 epochs each; ratios to the floor. ``fastbp.threads.PARALLEL_MAX_BATCH``
-is set from this (docs/design.md "Parallel step").
+is set from this (docs/design.md "The parallel step").
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 The parallel step (:mod:`fastbp.kernels.parallel`) splits each mini-batch's products and passes over numba's
 threads, each calling BLAS on one thread; the serial step leaves the threads to BLAS. The parallel step wins
-where a step's products are small (small batches: the two-thread gemm splits them worse and the serial Adam
-pass runs on one core beside OpenBLAS's spinning worker) and loses on large ones (docs/design.md "Parallel
-step"). :func:`step_parts` decides per epoch; :func:`blas_single_threaded` holds BLAS at one thread for the
+where an optimizer's update pass is a large share of a step (Adam, momentum; small batches): it runs on every
+core instead of one core beside OpenBLAS's spinning worker, while the split products cost about what
+OpenBLAS's two-thread ones do (docs/design.md "The parallel step"). :func:`step_parts` decides per epoch; :func:`blas_single_threaded` holds BLAS at one thread for the
 epoch's compiled call only, restoring it afterwards (also on exceptions and Ctrl-C).
 
 While it holds, BLAS runs one thread *process-wide*: NumPy products in other Python threads of the process run

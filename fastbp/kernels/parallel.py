@@ -3,7 +3,7 @@
 The serial step (``dense.network_forward_backward``) leaves the cores to OpenBLAS's own threads, and every
 elementwise pass, Adam's included, runs on one core while OpenBLAS's idle worker spins on the other. Here BLAS
 runs one thread (``fastbp.threads`` limits it around the epoch) and one ``prange`` region per layer and
-direction gives each of ``parts`` threads a fixed part of the work (docs/design.md "Parallel step"):
+direction gives each of ``parts`` threads a fixed part of the work (docs/design.md "The parallel step"):
 
 forward, layer l     Z[:, cols] = A_prev @ W[:, cols]; A[:, cols] = f(Z[:, cols] + b[cols])
                      (the thread's columns: its half of every product, bias and activation while in cache)
