@@ -4,8 +4,9 @@ The parallel step (:mod:`fastbp.kernels.parallel`) splits each mini-batch's prod
 threads, each calling BLAS on one thread; the serial step leaves the threads to BLAS. The parallel step wins
 where an optimizer's update pass is a large share of a step (Adam, momentum; small batches): it runs on every
 core instead of one core beside OpenBLAS's spinning worker, while the split products cost about what
-OpenBLAS's two-thread ones do (docs/design.md "The parallel step"). :func:`step_parts` decides per epoch; :func:`blas_single_threaded` holds BLAS at one thread for the
-epoch's compiled call only, restoring it afterwards (also on exceptions and Ctrl-C).
+OpenBLAS's two-thread ones do (docs/design.md "The parallel step"). :func:`step_parts` decides per epoch;
+:func:`blas_single_threaded` holds BLAS at one thread for the epoch's compiled call only, restoring it
+afterwards (also on exceptions and Ctrl-C).
 
 While it holds, BLAS runs one thread *process-wide*: NumPy products in other Python threads of the process run
 single-threaded until the epoch returns. Fits running at once in several threads share one hold (the

@@ -157,7 +157,7 @@ def parallel_forward_backward(
     last = layers.shape[0] - 1
     capacity, blas = scratch.capacity, scratch.blas
     keeps_z = scratch.pre.size > 0
-    lda_X = X.strides[0] // X.itemsize
+    lda_X = X.shape[1]  # X is C-contiguous (Network._check_X), as numba assumes; a 1-row view may have any stride
     for l in range(last + 1):
         offset = activation_offset(layers, l, capacity)
         Z = rows(scratch.acts, offset, m, layers[l, FAN_OUT])
