@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fastbp.precompile import Configuration, configurations
@@ -105,3 +106,35 @@ def test_compile_for_fits_a_clone_on_a_few_rows_with_every_class(monkeypatch):
     assert compile_for(model, X, y) >= 0
     assert seen == [(43, ["a", "b", "c", "d"], (4, 4), 1)]
     assert not hasattr(model, "coefs_") and model.max_iter == 50  # the user's model is untouched
+
+
+def test_compile_configuration_compiles_both_steps_where_the_parallel_one_may_run(monkeypatch):
+    """A fit may run either step (batch size, optimizer): where this machine would run the parallel one,
+    ``fastbp compile`` compiles both (each tiny fit forced onto one)."""
+    from fastbp import precompile, threads
+
+    seen = []
+    monkeypatch.setattr(precompile, "compile_for", lambda model, X, y: seen.append(threads._forced.get()) or 0.0)
+    monkeypatch.setattr(precompile, "step_parts", lambda *args, **kwargs: 2)
+    precompile.compile_configuration(Configuration(np.float32, "relu", "multiclass", "log_loss", "adam", False, False))
+    assert seen == [1, 2]
+    monkeypatch.setattr(precompile, "step_parts", lambda *args, **kwargs: 1)  # one thread: the serial step only
+    seen.clear()
+    precompile.compile_configuration(Configuration(np.float32, "relu", "multiclass", "log_loss", "adam", False, False))
+    assert seen == [1]
+
+
+def test_fit_parts_follows_the_real_fits_batch_and_optimizer(monkeypatch):
+    from fastbp import MLPClassifier, threads
+    from fastbp.precompile import fit_parts
+
+    monkeypatch.setenv("FASTBP_STEP", "auto")
+    monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(threads, "blas_threads", lambda: 2)
+    monkeypatch.setattr(threads, "threading_layer", lambda: "omp")
+    X = np.zeros((1000, 3))
+    assert fit_parts(MLPClassifier(batch_size=64), X, 1000) == 2
+    assert fit_parts(MLPClassifier(), X, 1000) == 1  # "auto": 200 rows, above PARALLEL_MAX_BATCH
+    assert fit_parts(MLPClassifier(), X, 100) == 2  # "auto" on 100 rows: one batch of 100
+    assert fit_parts(MLPClassifier(solver="sgd", momentum=0.0, batch_size=32), X, 1000) == 1  # plain SGD
+    assert fit_parts(MLPClassifier(dropout=0.2, batch_size=32), X, 1000) == 1
