@@ -269,3 +269,21 @@ def test_threads_argument_is_checked():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="threads must be a positive integer"):
             net.train_epoch(X, Y, 4, fastbp.Adam(), threads=bad)
+
+
+def test_numba_set_num_threads_sets_the_parts(monkeypatch):
+    """``numba.set_num_threads(k)``, the user's knob: k parts at most, and 1 keeps every epoch serial."""
+    import numba
+
+    monkeypatch.setenv("FASTBP_STEP", "auto")
+    monkeypatch.setattr(fastbp_threads, "blas_threads", lambda: 8)
+    monkeypatch.setattr(fastbp_threads, "threading_layer", lambda: "omp")
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        assert fastbp_threads.step_parts(32, dense=True, dropout=False) == 1
+        if before >= 2:
+            numba.set_num_threads(2)
+            assert fastbp_threads.step_parts(32, dense=True, dropout=False) == 2
+    finally:
+        numba.set_num_threads(before)
