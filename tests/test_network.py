@@ -78,19 +78,28 @@ OPTIMIZERS = {
 )
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_epochs_match_reference_batch_by_batch(dtype, name, shape, batch_size, output, hidden, seed):
-    """Whole-epoch kernel == reference stepping batch by batch in the same order (partial last batch too)."""
+    """Whole-epoch kernel == reference stepping batch by batch in the same order (partial last batch too).
+
+    Within the tolerance, or within 100x of how far the reference itself moves when its starting weights are
+    nudged by a few roundings: some trajectories amplify rounding ~1000x an epoch (seen: 300 logistic units,
+    Nesterov, huber, batch 1: 2e-14, 2e-11, 1.5e-9 relative after epochs 1-3, the same before and after the
+    parallel step), and no summation order can be held to 1e-10 there.
+    """
     n_in, widths, n_out, n = shape
     if output == "log_loss":  # softmax
         n_out = max(n_out, 2)
     net, X, Y, w = make_problem((n_in, *widths, n_out), hidden, output, n, dtype, seed, weighted=seed % 3 == 0)
-    ref = reference_twin(net)
+    ref, nudged = reference_twin(net), reference_twin(net)
+    for W in nudged.coefs:
+        W *= 1 + 4 * np.finfo(dtype).eps
     make_fast, make_ref = OPTIMIZERS[name]
-    opt, ref_opt = make_fast(), make_ref()
+    opt, ref_opt, nudged_opt = make_fast(), make_ref(), make_ref()
     rng = np.random.default_rng(seed)
     for _ in range(3):
         order = rng.permutation(n)
         with np.errstate(all="ignore"):
             ref_loss = reference_train_epoch(ref, X, Y, batch_size, ref_opt, order, w, alpha=0.05)
+            nudged_loss = reference_train_epoch(nudged, X, Y, batch_size, nudged_opt, order, w, alpha=0.05)
         ref_finite = np.isfinite(ref_loss) and all(np.isfinite(p).all() for p in ref.params)
         if not ref_finite:  # e.g. exp output over 300 units: both must see the divergence
             with pytest.raises(fastbp.DivergenceError):
@@ -101,10 +110,12 @@ def test_epochs_match_reference_batch_by_batch(dtype, name, shape, batch_size, o
             # amplifies rounding, so float32 runs drift apart by more than the tolerance; same order, stop here
             assert loss == pytest.approx(ref_loss, rel=1e-2)
             return
-        assert loss == pytest.approx(ref_loss, rel=tolerance(dtype), abs=tolerance(dtype))
+        spread = abs(nudged_loss - ref_loss) if np.isfinite(nudged_loss) else 0.0
+        assert loss == pytest.approx(ref_loss, rel=tolerance(dtype), abs=tolerance(dtype) + 100 * spread)
     expected = np.concatenate([p.ravel() for p in ref.coefs + ref.intercepts])
+    nudged_params = np.concatenate([p.ravel() for p in nudged.coefs + nudged.intercepts])
     assert net.params.dtype == dtype
-    assert rel_error(net.params, expected) < 10 * tolerance(dtype)
+    assert rel_error(net.params, expected) < 10 * tolerance(dtype) + 100 * rel_error(nudged_params, expected)
 
 
 def test_unshuffled_epoch_reads_rows_in_order(dtype):
