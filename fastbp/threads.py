@@ -32,7 +32,6 @@ _forced: contextvars.ContextVar[int | None] = contextvars.ContextVar("forced_par
 _lock = threading.Lock()
 _holds = 0
 _saved_counts: list[int] = []  # each BLAS library's threads before the first hold, restored by the last
-_given_blas_threads = 0  # the fewest of them
 
 
 @functools.cache
@@ -49,9 +48,7 @@ def blas_threads() -> int:
     While an epoch holds BLAS at one thread, the count from before the hold.
     """
     with _lock:
-        if _holds:
-            return _given_blas_threads
-    counts = [info["num_threads"] for info in _blas_controller().info()]
+        counts = _saved_counts if _holds else [lib.get_num_threads() for lib in _blas_controller().lib_controllers]
     return min(counts, default=1)
 
 
@@ -135,12 +132,11 @@ def blas_single_threaded() -> Iterator[None]:
     counts the first found. The counts are set on the libraries directly: threadpoolctl's own limits let only
     one "controlling" thread change OpenBLAS, so a fit in another thread could neither set nor restore them.
     """
-    global _holds, _given_blas_threads, _saved_counts
+    global _holds, _saved_counts
     with _lock:
         if _holds == 0:
             libraries = _blas_controller().lib_controllers
             _saved_counts = [lib.get_num_threads() for lib in libraries]
-            _given_blas_threads = min(_saved_counts, default=1)
             _set_threads(libraries, [1] * len(libraries))
         _holds += 1
     try:

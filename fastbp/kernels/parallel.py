@@ -55,21 +55,22 @@ def part(n, t, parts):
 
 
 @jit
-def forward_part(branches, A, lda, params, w_start, b_start, Z, pre, code, p, hidden, t, parts, blas):
+def forward_part(branches, A, params, w_start, b_start, Z, pre, code, p, hidden, t, parts, blas):
     """Thread t's columns of one layer: ``Z[:, cols] = A @ W[:, cols]``, then bias and activation on them."""
     m, n = Z.shape
+    k = A.shape[1]  # A is C-contiguous (X through Network._check_X): its row stride is its width
     c0, c1 = part(n, t, parts)
     if c1 > c0:
         item = params.itemsize
         W = params.ctypes.data + item * (w_start + c0)
-        gemm(N, N, m, c1 - c0, A.shape[1], 1, A.ctypes.data, lda, W, n, 0, Z.ctypes.data + item * c0, n, blas, params)
+        gemm(N, N, m, c1 - c0, k, 1, A.ctypes.data, k, W, n, 0, Z.ctypes.data + item * c0, n, blas, params)
         if hidden:
             bias_activation_forward(branches, code, Z, params[b_start : b_start + n], p, pre, c0, c1)
 
 
 @jit
 def backward_part(
-    branches, A_prev, lda, delta, delta_prev, pre, code, p, params, grads, state_a, state_b, w_start, b_start,
+    branches, A_prev, delta, delta_prev, pre, code, p, params, grads, state_a, state_b, w_start, b_start,
     prev_b_start, l2, step, t, parts, blas,
 ):  # fmt: skip
     """Thread t's rows of layer l's W: its part of ``delta_prev`` (and the derivative below), ``dW`` and step.
@@ -94,12 +95,12 @@ def backward_part(
         lo, hi = w_start + r0 * n, w_start + r1 * n
         if step.code == SGD and step.momentum == 0:  # the gemm is the step: W <- (1 - lr l2) W - lr scale A.T @ D
             rate = step.learning_rate
-            gemm(T, N, r1 - r0, n, m, -rate * step.scale, A_cols, lda, delta.ctypes.data, n, one - rate * l2,
+            gemm(T, N, r1 - r0, n, m, -rate * step.scale, A_cols, k, delta.ctypes.data, n, one - rate * l2,
                  W_rows, n, blas, params)  # fmt: skip
             w_sq = squared_norm(params[lo:hi]) if l2 > 0 else zero
         else:
             dW = grads.ctypes.data + item * lo
-            gemm(T, N, r1 - r0, n, m, 1, A_cols, lda, delta.ctypes.data, n, 0, dW, n, blas, params)
+            gemm(T, N, r1 - r0, n, m, 1, A_cols, k, delta.ctypes.data, n, 0, dW, n, blas, params)
             if step.code != NO_UPDATE:
                 w_sq = update_range(params, grads, state_a, state_b, lo, hi, l2, step)
     c0, c1 = part(n, t, parts)
@@ -109,17 +110,17 @@ def backward_part(
 
 
 @jit(parallel=True)
-def forward_parts(branches, A, lda, params, w_start, b_start, Z, pre, code, p, hidden, parts, blas):
+def forward_parts(branches, A, params, w_start, b_start, Z, pre, code, p, hidden, parts, blas):
     """One layer's forward pass, :func:`forward_part` on each of ``parts`` threads."""
     for i in prange(parts):
         t = np.int64(i)  # typed int64 before the parfor pass and uint64 after: two compiles of the part (~0.4 s)
         own = blas[t * PART_BYTES : t * PART_BYTES + SCRATCH_BYTES]
-        forward_part(branches, A, lda, params, w_start, b_start, Z, pre, code, p, hidden, t, parts, own)
+        forward_part(branches, A, params, w_start, b_start, Z, pre, code, p, hidden, t, parts, own)
 
 
 @jit(parallel=True)
 def backward_parts(
-    branches, A_prev, lda, delta, delta_prev, pre, code, p, params, grads, state_a, state_b, w_start, b_start,
+    branches, A_prev, delta, delta_prev, pre, code, p, params, grads, state_a, state_b, w_start, b_start,
     prev_b_start, l2, step, parts, blas,
 ):  # fmt: skip
     """One layer's backward pass and step, :func:`backward_part` on each of ``parts`` threads.
@@ -130,7 +131,7 @@ def backward_parts(
         t = np.int64(i)  # as in forward_parts (~1 s)
         own = blas[t * PART_BYTES : t * PART_BYTES + SCRATCH_BYTES]
         w, b = backward_part(
-            branches, A_prev, lda, delta, delta_prev, pre, code, p, params, grads, state_a, state_b, w_start,
+            branches, A_prev, delta, delta_prev, pre, code, p, params, grads, state_a, state_b, w_start,
             b_start, prev_b_start, l2, step, t, parts, own,
         )  # fmt: skip
         norms = blas[t * PART_BYTES + SCRATCH_BYTES : (t + 1) * PART_BYTES].view(np.float64)
@@ -157,7 +158,6 @@ def parallel_forward_backward(
     last = layers.shape[0] - 1
     capacity, blas = scratch.capacity, scratch.blas
     keeps_z = scratch.pre.size > 0
-    lda_X = X.shape[1]  # X is C-contiguous (Network._check_X), as numba assumes; a 1-row view may have any stride
     for l in range(last + 1):
         offset = activation_offset(layers, l, capacity)
         Z = rows(scratch.acts, offset, m, layers[l, FAN_OUT])
@@ -166,11 +166,11 @@ def parallel_forward_backward(
         code = model.activations[l] if hidden else model.loss  # the output layer's activation is the loss's
         p = model.activation_params[l] if hidden else model.loss_param
         w_start, b_start = layers[l, W_OFFSET], layers[l, B_OFFSET]
-        if l == 0:  # X apart: it may be read-only or strided, the scratch views are not
-            forward_parts(branches, X, lda_X, params, w_start, b_start, Z, pre, code, p, hidden, parts, blas)
+        if l == 0:  # X apart: it may be read-only (a memmap), the scratch views are not: two types
+            forward_parts(branches, X, params, w_start, b_start, Z, pre, code, p, hidden, parts, blas)
         else:
             A = rows(scratch.acts, activation_offset(layers, l - 1, capacity), m, layers[l, FAN_IN])
-            forward_parts(branches, A, A.shape[1], params, w_start, b_start, Z, pre, code, p, hidden, parts, blas)
+            forward_parts(branches, A, params, w_start, b_start, Z, pre, code, p, hidden, parts, blas)
     out = rows(scratch.acts, activation_offset(layers, last, capacity), m, layers[last, FAN_OUT])
     delta = rows(scratch.delta_a, 0, m, layers[last, FAN_OUT])
     loss = output_loss_backward(
@@ -187,7 +187,7 @@ def parallel_forward_backward(
         delta_prev = rows(scratch.delta_b if (last - l) % 2 == 0 else scratch.delta_a, 0, m, k)
         pre = rows(scratch.pre, offset, m, k) if keeps_z else A_prev
         w, b = backward_parts(
-            branches, A_prev, k, delta, delta_prev, pre, model.activations[h], model.activation_params[h], params,
+            branches, A_prev, delta, delta_prev, pre, model.activations[h], model.activation_params[h], params,
             grads, state_a, state_b, layers[l, W_OFFSET], layers[l, B_OFFSET], layers[h, B_OFFSET], l2, step, parts,
             blas,
         )  # fmt: skip
@@ -197,7 +197,7 @@ def parallel_forward_backward(
     no_rows = rows(scratch.delta_b, 0, 0, layers[0, FAN_IN])  # no layer below the first
     b_start = layers[0, B_OFFSET]
     w, b = backward_parts(
-        branches, X, lda_X, delta, no_rows, no_rows, model.loss, model.loss_param, params, grads, state_a, state_b,
+        branches, X, delta, no_rows, no_rows, model.loss, model.loss_param, params, grads, state_a, state_b,
         layers[0, W_OFFSET], b_start, b_start, l2, step, parts, blas,
     )  # fmt: skip
     return loss, w_sq + w, b_sq + b
