@@ -68,7 +68,8 @@ def threads() -> str:
     from threadpoolctl import threadpool_info
 
     blas = ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info() if i["user_api"] == "blas")
-    return f"threads: numba {numba.get_num_threads()} (kernels are serial), BLAS {blas or 'not loaded'}"
+    numba_threads = f"numba {numba.get_num_threads()} (the parallel step's parts: Adam/momentum, batch <= 128)"
+    return f"threads: {numba_threads}, BLAS {blas or 'not loaded'} (held at 1 during a parallel-step epoch)"
 
 
 THREADS_OF = ["fastbp", "pytorch", "jax"]  # the threads column: these competitors' thread counts, in this order

@@ -1,4 +1,5 @@
-"""Why fastbp's kernels are serial: a gemm followed by an Adam update, serial vs prange, per threading layer.
+"""Why no parallel loop runs between two-thread BLAS calls: a gemm then an Adam update, serial vs prange, per
+threading layer (the parallel step holds BLAS at one thread instead: docs/design.md "The parallel step").
 
     python bench/thread_pools.py              # default layer (OpenMP here)
     python bench/thread_pools.py workqueue

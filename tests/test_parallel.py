@@ -286,3 +286,29 @@ def test_numba_set_num_threads_sets_the_parts(monkeypatch):
             assert fastbp_threads.step_parts(32, dense=True, dropout=False) == 2
     finally:
         numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pointer_gemm_matches_numpy_on_blocks(dtype):
+    """kernels.blas.gemm (the parts' products and plain SGD's step): every transpose pair, row-major blocks of
+    larger matrices given by pointer and row stride, alpha and beta, against NumPy in float64."""
+    from fastbp.kernels.blas import SCRATCH_BYTES, N, T, gemm
+
+    rng = np.random.default_rng(7)
+    scratch = np.zeros(SCRATCH_BYTES, np.uint8)
+    item = np.dtype(dtype).itemsize
+    for trans_a, trans_b in ((N, N), (N, T), (T, N), (T, T)):
+        for m, n, k in ((1, 1, 1), (5, 17, 3), (32, 48, 1)):
+            a_shape = (m, k) if trans_a == N else (k, m)
+            b_shape = (k, n) if trans_b == N else (n, k)
+            A = rng.normal(size=(a_shape[0] + 2, a_shape[1] + 3)).astype(dtype)  # blocks at offset (1, 2)
+            B = rng.normal(size=(b_shape[0] + 1, b_shape[1] + 4)).astype(dtype)
+            C = rng.normal(size=(m + 3, n + 5)).astype(dtype)
+            a, b = A[1 : 1 + a_shape[0], 2 : 2 + a_shape[1]], B[1 : 1 + b_shape[0], 2 : 2 + b_shape[1]]
+            op_a, op_b = (a if trans_a == N else a.T), (b if trans_b == N else b.T)
+            expected = C.astype(np.float64)
+            expected[2 : 2 + m, 1 : 1 + n] = -0.5 * op_a.astype(np.float64) @ op_b + 0.75 * C[2 : 2 + m, 1 : 1 + n]
+            at = lambda X, r, c: X.ctypes.data + item * (r * X.shape[1] + c)  # noqa: E731
+            gemm(trans_a, trans_b, m, n, k, -0.5, at(A, 1, 2), A.shape[1], at(B, 1, 2), B.shape[1], 0.75,
+                 at(C, 2, 1), C.shape[1], scratch, C)  # fmt: skip
+            np.testing.assert_allclose(C, expected, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])

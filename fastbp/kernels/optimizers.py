@@ -29,6 +29,7 @@ from collections import namedtuple
 import numpy as np
 
 from fastbp._jit import jit
+from fastbp.kernels.constants import tiny_of
 
 NO_UPDATE, SGD, ADAM = -1, 0, 1
 # One step's settings. For Adam ``learning_rate`` is the bias-corrected step size of this step; ``scale`` is
@@ -46,7 +47,7 @@ def flush_subnormal(x, tiny, zero):
 def sgd_loop(params, grads, velocity, learning_rate, momentum, nesterov, scale, l2):
     """SGD on every element: ``v = mu v - lr g``; ``p += v`` (or ``p += mu v - lr g``, Nesterov)."""
     zero = params.dtype.type(0)
-    tiny = params.dtype.type(np.finfo(params.dtype).tiny)
+    tiny = tiny_of(params)
     sq = zero
     if momentum == 0:  # plain SGD needs no velocity
         for i in range(params.size):
@@ -78,7 +79,7 @@ def adam_loop(params, grads, m, v, step_size, beta_1, beta_2, epsilon, scale, l2
     """Adam on every element; ``step_size`` already holds the bias correction."""
     one = params.dtype.type(1)
     zero = params.dtype.type(0)
-    tiny = params.dtype.type(np.finfo(params.dtype).tiny)
+    tiny = tiny_of(params)
     sq = zero
     # below this |g|, (1 - beta_2) g^2 would be subnormal (slow) and is anyway far below what epsilon hides
     g_floor = np.sqrt(tiny / (one - beta_2))
