@@ -365,3 +365,37 @@ def test_fashion_mnist_accuracy_matches_scikit_learn():
             warnings.simplefilter("ignore", ConvergenceWarning)
             scores.append(Est((64,), max_iter=5, random_state=0).fit(X, y).score(X_test, y_test))
     assert scores[0] > 0.8 and abs(scores[0] - scores[1]) <= 0.005, scores
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([3, 7]),
+        np.array(["no", "yes"]),
+        np.array([-1, 0, 5]),
+        np.array(["a", "b", "c", "d"]),
+        np.array(["x", "y", "z"], dtype=object),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_labels_from_outputs_equal_label_binarizer(labels, dtype):
+    """predict's decoding (without LabelBinarizer's checks) gives inverse_transform's labels, also for ties,
+    NaN rows, outputs exactly at the threshold, one row and no rows."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastbp.estimators import _labels_from_outputs
+
+    binarizer = LabelBinarizer().fit(np.tile(labels, 3))
+    rng = np.random.default_rng(len(labels))
+    k = 1 if len(labels) == 2 else len(labels)
+    outputs = rng.random((40, k)).astype(dtype)
+    outputs[:8] = np.round(outputs[:8] * 2) / 2  # ties, and exactly 0.5 for binary outputs
+    outputs[8] = np.nan
+    outputs[9, -1] = np.nan
+    if k == 1:
+        outputs = outputs.ravel()  # as predict passes a binary model's outputs
+    for rows in (slice(None), slice(0, 1), slice(0, 0)):
+        expected = binarizer.inverse_transform(outputs[rows])
+        got = _labels_from_outputs(binarizer, outputs[rows])
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
