@@ -117,13 +117,12 @@ def _labels_from_outputs(binarizer: LabelBinarizer, outputs: np.ndarray) -> np.n
     largest output's class for multi-class models; the class of ``output > (pos_label + neg_label) / 2`` for
     binary ones. Multilabel and sparse-label models take scikit-learn's own path.
     """
-    if binarizer.sparse_input_ or len(binarizer.classes_) < 2:
-        return binarizer.inverse_transform(outputs)
-    if binarizer.y_type_ == "multiclass":
-        return binarizer.classes_[outputs.argmax(axis=1)]
-    if binarizer.y_type_ == "binary":
-        threshold = (binarizer.pos_label + binarizer.neg_label) / 2.0
-        return binarizer.classes_[(outputs.reshape(-1) > threshold).astype(np.intp)]
+    if not binarizer.sparse_input_ and len(binarizer.classes_) >= 2:
+        if binarizer.y_type_ == "multiclass":
+            return binarizer.classes_[outputs.argmax(axis=1)]
+        if binarizer.y_type_ == "binary":
+            threshold = (binarizer.pos_label + binarizer.neg_label) / 2.0
+            return binarizer.classes_[(outputs.reshape(-1) > threshold).astype(np.intp)]
     return binarizer.inverse_transform(outputs)
 
 

@@ -187,18 +187,20 @@ def test_bad_construction_is_refused(call, message):
 
 @pytest.mark.parametrize("sparse", [False, True])
 def test_forward_in_chunks_and_of_no_rows(dtype, sparse, monkeypatch):
-    """Above PREDICT_CHUNK_ROWS rows, forward runs chunk by chunk (the last one not full) and matches the
-    reference; no rows give an empty output (range() refused the zero chunk size before)."""
+    """Above PREDICT_CHUNK_ROWS rows, forward and hidden run chunk by chunk (the last one not full) and match
+    the reference; no rows give an empty output (range() refused the zero chunk size before)."""
     import scipy.sparse
 
-    net, X, _, _ = make_problem((5, 7, 3), "tanh", "softmax", 11, dtype)
-    expected = reference_twin(net).forward(X)[-1]
+    net, X, _, _ = make_problem((5, 7, 6, 3), "tanh", "softmax", 11, dtype)
+    layers = reference_twin(net).forward(X)  # X, then every layer's outputs: hidden 0, hidden 1, output
     monkeypatch.setattr(fastbp.network, "PREDICT_CHUNK_ROWS", 4)
     as_input = scipy.sparse.csr_matrix if sparse else np.ascontiguousarray
-    assert rel_error(net.forward(as_input(X)), expected) < tolerance(dtype)
-    assert rel_error(net.forward(as_input(X[:3])), expected[:3]) < tolerance(dtype)  # one call
-    empty = net.forward(as_input(X[:0]))
-    assert empty.shape == (0, 3) and empty.dtype == dtype
+    cases = [(net.forward, layers[3]), (lambda X: net.hidden(X, 0), layers[1]), (lambda X: net.hidden(X, 1), layers[2])]
+    for call, expected in cases:
+        assert rel_error(call(as_input(X)), expected) < tolerance(dtype)
+        assert rel_error(call(as_input(X[:3])), expected[:3]) < tolerance(dtype)  # one call
+        empty = call(as_input(X[:0]))
+        assert empty.shape == (0, expected.shape[1]) and empty.dtype == dtype
 
 
 def test_bad_inputs_are_refused():
